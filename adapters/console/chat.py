@@ -1,0 +1,66 @@
+"""``bothbot chat``: a terminal (or pipe) conversation with the engine. The local user is an admin."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import TextIO
+
+from adapters.console.render import render_reply
+from bot.engine import Engine
+from bot.messages import IncomingMessage
+
+EXIT_WORDS = frozenset({"/quit", "/exit"})
+WORKSPACE = "local"
+
+
+def to_message(line: str, *, channel: str, user: str) -> IncomingMessage:
+    """A console line → message; ``/model tuned`` is the command ``model tuned``."""
+    text = line.strip()
+    is_command = text.startswith("/")
+    return IncomingMessage(
+        platform="console",
+        workspace=WORKSPACE,
+        channel=channel,
+        user=user,
+        text=text[1:] if is_command else text,
+        event_id=f"console:{uuid.uuid4().hex}",
+        is_direct=False,
+        mentions_bot=True,
+        is_admin=True,
+        command=is_command,
+    )
+
+
+async def run_chat(
+    engine: Engine,
+    *,
+    channel: str,
+    user: str,
+    stdin: TextIO,
+    stdout: TextIO,
+    stderr: TextIO,
+    interactive: bool,
+    banner: list[str],
+) -> int:
+    if interactive:
+        for line in banner:
+            stderr.write(f"{line}\n")
+        stderr.write("Ask a question; /help lists commands, /quit or Ctrl-D leaves.\n")
+    while True:
+        if interactive:
+            stdout.write("you> ")
+            stdout.flush()
+        line = await asyncio.to_thread(stdin.readline)
+        if not line:
+            if interactive:
+                stdout.write("\n")
+            return 0
+        if not line.strip():
+            continue
+        if line.strip().lower() in EXIT_WORDS:
+            return 0
+        msg = to_message(line, channel=channel, user=user)
+        if interactive:
+            stdout.write("bothbot> ")
+        await render_reply(engine.handle(msg), stdout, stderr if interactive else None)

@@ -1,0 +1,427 @@
+"""Wiring: a bolt ``AsyncApp`` whose listeners turn Slack requests into engine calls.
+
+Listeners ack at once (bolt acks Events API requests before they run; slash commands and button
+clicks call ``ack()`` first) and do the work in tracked tasks, so Slack's 3-second limit is never
+at risk and shutdown can wait for answers in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, Protocol, cast
+
+import aiohttp
+import redis.asyncio as aioredis
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.context.ack.async_ack import AsyncAck
+from slack_bolt.context.respond.async_respond import AsyncRespond
+from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from adapters.slack.client import make_web_client
+from adapters.slack.convert import (
+    FEEDBACK_ACTION_PREFIX,
+    BotIdentity,
+    EventCallback,
+    SlashCommand,
+    classify_event,
+    feedback_value,
+    message_from_command,
+)
+from adapters.slack.directory import AdminDirectory, ThreadMemory
+from adapters.slack.mrkdwn import escape
+from adapters.slack.render import ReplyTarget, SlackReplyRenderer, StreamSupport, answer_blocks
+from bot.messages import FeedbackValue, FinalAnswer, IncomingMessage, ReplyEvent
+from bot.settings import ConfigError, Settings
+
+log = logging.getLogger(__name__)
+
+
+# --- what the adapter needs from the core (bot.runtime.Runtime satisfies it) ----------------
+
+
+class ChannelView(Protocol):
+    @property
+    def thread_followups(self) -> bool: ...
+
+
+class EnginePort(Protocol):
+    def handle(self, msg: IncomingMessage) -> AsyncIterator[ReplyEvent]: ...
+
+    async def record_feedback(self, trace_id: str, *, user: str, value: FeedbackValue, platform: str) -> bool: ...
+
+    async def channel_settings(self, channel_key: str) -> Any: ...
+
+
+class StatePort(Protocol):
+    @property
+    def redis(self) -> aioredis.Redis: ...
+
+    def key(self, *parts: str) -> str: ...
+
+
+class RuntimePort(Protocol):
+    @property
+    def engine(self) -> Any: ...
+
+    @property
+    def state(self) -> Any: ...
+
+
+# --- credentials ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SlackCredentials:
+    bot_token: str
+    signing_secret: str | None
+    app_token: str | None
+
+    @property
+    def socket_mode(self) -> bool:
+        return self.app_token is not None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SlackCredentials:
+        """The tokens this process needs, or a :class:`ConfigError` naming the missing setting."""
+        bot = settings.slack_bot_token.get_secret_value().strip() if settings.slack_bot_token else ""
+        app = settings.slack_app_token.get_secret_value().strip() if settings.slack_app_token else ""
+        secret = settings.slack_signing_secret.get_secret_value().strip() if settings.slack_signing_secret else ""
+        if not bot:
+            raise ConfigError(
+                "SLACK_BOT_TOKEN is not set. Set it to the app's Bot User OAuth Token (xoxb-…, "
+                "Slack app settings → OAuth & Permissions)."
+            )
+        if app and not app.startswith("xapp-"):
+            raise ConfigError(
+                "SLACK_APP_TOKEN must be an app-level token starting with xapp- (Basic Information → "
+                "App-Level Tokens, scope connections:write). Unset it to use the HTTP Events API instead."
+            )
+        if not app and not secret:
+            raise ConfigError(
+                "Set SLACK_APP_TOKEN (xapp-…) for Socket Mode, or SLACK_SIGNING_SECRET (Basic Information → "
+                "App Credentials) for the HTTP Events API on PORT."
+            )
+        return cls(bot_token=bot, signing_secret=secret or None, app_token=app or None)
+
+
+# --- the bot ----------------------------------------------------------------------------------
+
+
+class SlackBot:
+    """The bolt app plus what it answers with. Build with :func:`build_slack_bot`."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        runtime: RuntimePort,
+        client: AsyncWebClient,
+        identity: BotIdentity,
+        signing_secret: str | None,
+    ) -> None:
+        self.settings = settings
+        self.engine = cast(EnginePort, runtime.engine)
+        state = cast(StatePort, runtime.state)
+        self.client = client
+        self.identity = identity
+        self.streams = StreamSupport(settings.slack_native_streaming)
+        self.admins = AdminDirectory(
+            client, state.redis, state.key, settings.slack_admins, settings.slack_admin_cache_seconds
+        )
+        self.threads = ThreadMemory(state.redis, state.key, settings.history_ttl_seconds)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.processed = 0  # requests whose work is finished (answered, ignored or failed)
+        self._progress = asyncio.Condition()
+        self.app = AsyncApp(
+            name="bothbot",
+            client=client,
+            signing_secret=signing_secret or "",
+            process_before_response=False,
+            logger=logging.getLogger("slack_bolt"),
+        )
+        self.app.event("app_mention")(self._on_event)
+        self.app.event("message")(self._on_event)
+        self.app.command(settings.slack_command)(self._on_command)
+        self.app.action(re.compile(rf"^{FEEDBACK_ACTION_PREFIX}(up|down)$"))(self._on_feedback)
+
+    # --- task tracking -------------------------------------------------------------------
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], what: str) -> None:
+        task = asyncio.create_task(self._guard(coro, what))
+        self._tasks.add(task)
+        self._idle.clear()
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not self._tasks:
+            self._idle.set()
+
+    async def wait_processed(self, count: int, timeout: float = 10.0) -> None:
+        """Wait until ``count`` requests in all have been fully handled (tests, health checks)."""
+        async with self._progress:
+            await asyncio.wait_for(self._progress.wait_for(lambda: self.processed >= count), timeout)
+
+    async def _guard(self, coro: Coroutine[Any, Any, None], what: str) -> None:
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the adapter boundary: log once, with what we were doing
+            log.exception("slack: %s failed", what)
+        self.processed += 1
+        async with self._progress:
+            self._progress.notify_all()
+
+    async def drain(self, timeout: float | None = None) -> None:
+        """Wait until every answer in flight is done (tests; graceful shutdown)."""
+        await asyncio.wait_for(self._idle.wait(), timeout)
+
+    async def aclose(self, timeout: float = 10.0) -> None:
+        try:
+            await self.drain(timeout)
+        except TimeoutError:
+            for task in list(self._tasks):
+                task.cancel()
+        if self.client.session is not None and not self.client.session.closed:
+            await self.client.session.close()
+
+    # --- events ---------------------------------------------------------------------------
+
+    async def _on_event(self, body: dict[str, Any]) -> None:
+        self._spawn(self._answer_event(cast(EventCallback, body)), "event")
+
+    async def _answer_event(self, body: EventCallback) -> None:
+        decision = classify_event(body, self.identity)
+        msg = decision.message
+        if decision.route == "ignore" or msg is None:
+            log.debug("slack: ignored event (%s)", decision.reason)
+            return
+        if decision.route == "followup":
+            event = body.get("event") or {}
+            part_of = event.get("parent_user_id") == self.identity.user_id or (
+                msg.thread is not None and await self.threads.knows(msg.workspace, msg.channel, msg.thread)
+            )
+            if not part_of:
+                return
+            channel = await self.engine.channel_settings(msg.channel_key)
+            if not getattr(channel, "thread_followups", True):
+                return
+        await self.answer(msg)
+
+    async def answer(self, msg: IncomingMessage) -> FinalAnswer | None:
+        """Run one message through the engine and render the reply in its channel/thread."""
+        target = ReplyTarget(channel=msg.channel, thread_ts=msg.thread, team=msg.workspace, user=msg.user)
+
+        async def remember_thread() -> None:
+            if msg.thread and not msg.is_direct:
+                await self.threads.remember(msg.workspace, msg.channel, msg.thread)
+
+        renderer = SlackReplyRenderer(
+            self.client,
+            target,
+            streams=self.streams,
+            edit_interval=self.settings.slack_edit_interval_seconds,
+            on_posted=remember_thread,
+        )
+        try:
+            return await renderer.render(self.engine.handle(msg))
+        except (SlackApiError, SlackClientError) as exc:
+            log.warning("slack: could not post the answer to %s (%s)", msg.event_id, _slack_error(exc))
+            if renderer.started:
+                reason = _slack_error(exc)
+                await self._say_failure(target, f"I couldn't finish posting this answer (Slack said: {reason}).")
+            return None
+        except Exception:
+            log.exception("slack: answering %s failed", msg.event_id)
+            await self._say_failure(target, "Something went wrong on my side while answering. Please try again.")
+            return None
+
+    async def _say_failure(self, target: ReplyTarget, text: str) -> None:
+        kwargs: dict[str, Any] = {"channel": target.channel, "text": f":warning: {escape(text)}"}
+        if target.thread_ts:
+            kwargs["thread_ts"] = target.thread_ts
+        try:
+            await self.client.chat_postMessage(**kwargs)
+        except (SlackApiError, SlackClientError) as exc:
+            log.warning("slack: could not report the failure either (%s)", _slack_error(exc))
+
+    # --- slash command --------------------------------------------------------------------
+
+    async def _on_command(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+        await ack()
+        self._spawn(self._run_command(cast(SlashCommand, body), respond), "slash command")
+
+    async def _run_command(self, payload: SlashCommand, respond: AsyncRespond) -> None:
+        team = payload.get("team_id") or self.identity.team_id or "T0"
+        is_admin = await self.admins.is_admin(team, payload["user_id"])
+        msg = message_from_command(payload, is_admin=is_admin)
+        if msg.text.split(maxsplit=1)[0].lower() == "ask":
+            await self._ask_in_channel(msg, respond)
+            return
+        final = await _collect(self.engine.handle(msg))
+        if final is not None:
+            await self._reply_privately(msg, final, respond)
+
+    async def _ask_in_channel(self, msg: IncomingMessage, respond: AsyncRespond) -> None:
+        """``/bothbot ask …``: the question is shown in the channel, the answer streams in its thread."""
+        question = msg.text.split(maxsplit=1)[1] if len(msg.text.split(maxsplit=1)) > 1 else ""
+        try:
+            posted = await self.client.chat_postMessage(
+                channel=msg.channel, text=f"<@{msg.user}> asked: {escape(question)}"
+            )
+        except (SlackApiError, SlackClientError) as exc:
+            # Not in the channel (or not allowed to post): answer privately instead.
+            log.info("slack: cannot post in %s (%s); answering the command privately", msg.channel, _slack_error(exc))
+            final = await _collect(self.engine.handle(msg))
+            if final is not None:
+                await self._reply_privately(msg, final, respond)
+            return
+        threaded = IncomingMessage(
+            platform=msg.platform,
+            workspace=msg.workspace,
+            channel=msg.channel,
+            user=msg.user,
+            text=msg.text,
+            event_id=msg.event_id,
+            thread=str(posted["ts"]),
+            is_direct=msg.is_direct,
+            mentions_bot=True,
+            is_admin=msg.is_admin,
+            command=True,
+            user_name=msg.user_name,
+        )
+        await self.answer(threaded)
+
+    async def _reply_privately(self, msg: IncomingMessage, final: FinalAnswer, respond: AsyncRespond) -> None:
+        text, blocks = answer_blocks(final.text, final)
+        if respond.response_url:
+            try:
+                await respond(
+                    text=text,
+                    blocks=blocks,
+                    response_type="ephemeral" if final.ephemeral else "in_channel",
+                    replace_original=False,
+                )
+                return
+            except Exception as exc:  # response_url unreachable or expired: use the Web API instead
+                log.info("slack: response_url failed (%s); using chat.postEphemeral", exc)
+        await self.client.chat_postEphemeral(channel=msg.channel, user=msg.user, text=text, blocks=blocks)
+
+    # --- feedback buttons -----------------------------------------------------------------
+
+    async def _on_feedback(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+        await ack()
+        self._spawn(self._record_feedback(body, respond), "feedback")
+
+    async def _record_feedback(self, body: dict[str, Any], respond: AsyncRespond) -> None:
+        actions = body.get("actions") or []
+        if not actions:
+            return
+        action = actions[0]
+        value = feedback_value(str(action.get("action_id", "")))
+        trace_id = str(action.get("value", ""))
+        user = str((body.get("user") or {}).get("id", ""))
+        if value is None or not trace_id or not user:
+            return
+        stored = await self.engine.record_feedback(trace_id, user=user, value=value, platform="slack")
+        if stored:
+            text = "Thanks — your 👍 is recorded." if value == "up" else "Thanks — your 👎 is recorded."
+        else:
+            text = "I couldn't record that: this answer is too old or no longer on record."
+        if respond.response_url:
+            try:
+                await respond(text=text, response_type="ephemeral", replace_original=False)
+                return
+            except Exception as exc:
+                log.info("slack: response_url failed (%s); using chat.postEphemeral", exc)
+        channel = str((body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id", ""))
+        message = body.get("message") or {}
+        thread = message.get("thread_ts") or message.get("ts")
+        kwargs: dict[str, Any] = {"channel": channel, "user": user, "text": text}
+        if thread:
+            kwargs["thread_ts"] = thread
+        await self.client.chat_postEphemeral(**kwargs)
+
+
+async def _collect(events: AsyncIterator[ReplyEvent]) -> FinalAnswer | None:
+    final: FinalAnswer | None = None
+    async for event in events:
+        if isinstance(event, FinalAnswer):
+            final = event
+    return final
+
+
+def _slack_error(exc: Exception) -> str:
+    if isinstance(exc, SlackApiError):
+        return str(exc.response.get("error") or exc.response.status_code)
+    return type(exc).__name__
+
+
+async def fetch_identity(client: AsyncWebClient) -> BotIdentity:
+    """``auth.test``: who the bot is. A rejected token is a configuration error, said plainly."""
+    try:
+        response = await client.auth_test()
+    except SlackApiError as exc:
+        raise ConfigError(
+            f"Slack rejected SLACK_BOT_TOKEN ({_slack_error(exc)}). Copy the Bot User OAuth Token (xoxb-…) "
+            "from the app's OAuth & Permissions page and reinstall the app if it was revoked."
+        ) from None
+    except SlackClientError as exc:
+        raise ConfigError(
+            f"cannot reach the Slack Web API at {client.base_url} ({exc}). Check SLACK_API_URL."
+        ) from None
+    return BotIdentity(
+        user_id=str(response.get("user_id") or ""),
+        bot_id=cast(str | None, response.get("bot_id")),
+        team_id=cast(str | None, response.get("team_id")),
+    )
+
+
+async def build_slack_bot(
+    runtime: RuntimePort,
+    settings: Settings,
+    *,
+    credentials: SlackCredentials | None = None,
+    client_factory: Callable[..., AsyncWebClient] = make_web_client,
+) -> SlackBot:
+    """A ready :class:`SlackBot` on a started runtime (calls ``auth.test`` once)."""
+    creds = credentials or SlackCredentials.from_settings(settings)
+    session = aiohttp.ClientSession()
+    client = client_factory(creds.bot_token, settings.slack_api_url, session=session)
+    try:
+        identity = await fetch_identity(client)
+    except BaseException:
+        await session.close()
+        raise
+    log.info("slack: signed in as bot user %s in workspace %s", identity.user_id, identity.team_id)
+    return SlackBot(
+        settings=settings,
+        runtime=runtime,
+        client=client,
+        identity=identity,
+        signing_secret=creds.signing_secret,
+    )
+
+
+async def run_slack(settings: Settings) -> None:
+    """``bothbot slack`` (see :func:`adapters.slack.server.run_slack`)."""
+    from adapters.slack.server import run_slack as run
+
+    await run(settings)
+
+
+__all__ = [
+    "SlackBot",
+    "SlackCredentials",
+    "build_slack_bot",
+    "fetch_identity",
+    "run_slack",
+]

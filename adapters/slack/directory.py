@@ -1,0 +1,71 @@
+"""What the Slack adapter remembers in Redis: who is an admin, and which threads the bot is part of.
+
+Both live in the shared Redis (never in process memory), so every replica agrees.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+
+import redis.asyncio as aioredis
+from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.web.async_client import AsyncWebClient
+
+log = logging.getLogger(__name__)
+
+KeyFn = Callable[..., str]
+
+
+class AdminDirectory:
+    """Admin = a configured user id, or a Slack workspace admin/owner (``users.info``, cached)."""
+
+    def __init__(
+        self,
+        client: AsyncWebClient,
+        redis: aioredis.Redis,
+        key: KeyFn,
+        configured: Iterable[str],
+        ttl_seconds: int,
+    ) -> None:
+        self.client = client
+        self.redis = redis
+        self.key = key
+        self.configured = frozenset(configured)
+        self.ttl_seconds = ttl_seconds
+
+    async def is_admin(self, team: str, user: str) -> bool:
+        if user in self.configured:
+            return True
+        cache_key = self.key("slack", "admin", team, user)
+        cached = await self.redis.get(cache_key)
+        if cached is not None:
+            return str(cached) in ("1", "b'1'")
+        try:
+            response = await self.client.users_info(user=user)
+        except (SlackApiError, SlackClientError) as exc:
+            # Unknown means not an admin; not cached, so the next command asks again.
+            log.warning("users.info for %s failed (%s); treating as non-admin", user, exc)
+            return False
+        info = response.get("user") or {}
+        admin = bool(info.get("is_admin") or info.get("is_owner") or info.get("is_primary_owner"))
+        await self.redis.set(cache_key, "1" if admin else "0", ex=self.ttl_seconds)
+        return admin
+
+
+class ThreadMemory:
+    """Threads the bot has answered in, so follow-ups there need no new mention."""
+
+    def __init__(self, redis: aioredis.Redis, key: KeyFn, ttl_seconds: int) -> None:
+        self.redis = redis
+        self.key = key
+        self.ttl_seconds = ttl_seconds
+
+    def _key(self, team: str, channel: str, thread_ts: str) -> str:
+        return self.key("slack", "thread", team, channel, thread_ts)
+
+    async def remember(self, team: str, channel: str, thread_ts: str) -> None:
+        await self.redis.set(self._key(team, channel, thread_ts), "1", ex=self.ttl_seconds)
+
+    async def knows(self, team: str, channel: str, thread_ts: str) -> bool:
+        return bool(await self.redis.exists(self._key(team, channel, thread_ts)))

@@ -1,0 +1,123 @@
+"""Markdown (what models write) → Slack mrkdwn, and splitting long text at readable boundaries."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+_FENCE = re.compile(r"^\s*```")
+_INLINE_CODE = re.compile(r"(`+)(.+?)\1", re.DOTALL)
+_IMAGE = re.compile(r"!\[([^\]]*)\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+_LINK = re.compile(r"\[([^\]]+)\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+_AUTOLINK = re.compile(r"<((?:https?|mailto):[^>\s]+)>")
+_BOLD = re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1")
+_ITALIC_STAR = re.compile(r"(?<![\w*])\*(?=\S)([^*\n]+?)(?<=\S)\*(?![\w*])")
+_STRIKE = re.compile(r"~~(?=\S)(.+?)(?<=\S)~~")
+_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$")
+_BULLET = re.compile(r"^(\s*)[-*+]\s+")
+_HRULE = re.compile(r"^\s{0,3}([-*_])(\s*\1){2,}\s*$")
+
+# Private-use characters stand in for formatting while the rest of the line is escaped.
+_B_OPEN, _B_CLOSE = "\ue000", "\ue001"
+_SLOT = "\ue002"
+
+
+def escape(text: str) -> str:
+    """Slack's three control characters; nothing else is escaped."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _link_text(text: str) -> str:
+    return escape(text).replace("|", "¦")
+
+
+def _convert_line(line: str) -> str:
+    slots: list[str] = []
+
+    def keep(value: str) -> str:
+        slots.append(value)
+        return f"{_SLOT}{len(slots) - 1}{_SLOT}"
+
+    line = _INLINE_CODE.sub(lambda m: keep(f"`{escape(m.group(2))}`"), line)
+    line = _IMAGE.sub(lambda m: keep(f"<{escape(m.group(2))}|{_link_text(m.group(1) or m.group(2))}>"), line)
+    line = _LINK.sub(lambda m: keep(f"<{escape(m.group(2))}|{_link_text(m.group(1))}>"), line)
+    line = _AUTOLINK.sub(lambda m: keep(f"<{escape(m.group(1))}>"), line)
+
+    heading = _HEADING.match(line)
+    if heading:
+        line = f"{_B_OPEN}{heading.group(1)}{_B_CLOSE}"
+    elif _HRULE.match(line):
+        line = "──────────"
+    else:
+        line = _BULLET.sub(lambda m: f"{m.group(1)}• ", line)
+
+    line = _BOLD.sub(lambda m: f"{_B_OPEN}{m.group(2)}{_B_CLOSE}", line)
+    line = _ITALIC_STAR.sub(lambda m: f"_{m.group(1)}_", line)
+    line = _STRIKE.sub(lambda m: f"~{m.group(1)}~", line)
+    line = escape(line)
+    line = line.replace(_B_OPEN, "*").replace(_B_CLOSE, "*")
+    return re.sub(f"{_SLOT}(\\d+){_SLOT}", lambda m: slots[int(m.group(1))], line)
+
+
+def to_mrkdwn(markdown: str) -> str:
+    """Convert CommonMark-ish model output to Slack mrkdwn.
+
+    Links become ``<url|text>``, ``**bold**`` becomes ``*bold*``, ``*italic*`` ``_italic_``,
+    headings bold lines, bullets ``•``; ``&``, ``<`` and ``>`` are escaped everywhere, including
+    inside code, which is otherwise left alone.
+    """
+    out: list[str] = []
+    in_fence = False
+    for line in markdown.split("\n"):
+        if _FENCE.match(line):
+            in_fence = not in_fence
+            out.append("```")
+            continue
+        out.append(escape(line) if in_fence else _convert_line(line))
+    return "\n".join(out)
+
+
+def _open_fence(text: str) -> bool:
+    return sum(1 for line in text.split("\n") if _FENCE.match(line)) % 2 == 1
+
+
+def _boundary(text: str, limit: int) -> int:
+    """Best cut at or before ``limit``: paragraph, line, sentence, word — else a hard cut."""
+    if len(text) <= limit:
+        return len(text)
+    window = text[:limit]
+    floor = limit // 3
+    for separator in ("\n\n", "\n", ". ", " "):
+        cut = window.rfind(separator)
+        if cut > floor:
+            return cut + len(separator)
+    return limit
+
+
+def split_head(text: str, limit: int, measure: Callable[[str], int] = len) -> tuple[str, str]:
+    """Split ``text`` into a head that measures at most ``limit`` and the rest.
+
+    ``measure`` is the size Slack will see (the mrkdwn length for rendered text). A code fence
+    open at the cut is closed in the head and reopened in the rest, so both render.
+    """
+    if measure(text) <= limit:
+        return text, ""
+    budget = limit - 4  # room to close a fence
+    while True:
+        cut = _boundary(text, max(1, budget))
+        head, rest = text[:cut], text[cut:]
+        if _open_fence(head):
+            head, rest = head.rstrip("\n") + "\n```", "```\n" + rest
+        size = measure(head)
+        if size <= limit or budget <= 1:
+            return head.rstrip(), rest.lstrip("\n") if not rest.startswith("```") else rest
+        budget -= max(1, size - limit)
+
+
+def split_all(text: str, limit: int, measure: Callable[[str], int] = len) -> list[str]:
+    parts: list[str] = []
+    rest = text
+    while rest:
+        head, rest = split_head(rest, limit, measure)
+        parts.append(head)
+    return parts or [""]

@@ -1,0 +1,1 @@
+"""bothbot core: engine, messages, commands, model routing, state, settings, CLI."""

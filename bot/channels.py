@@ -1,0 +1,59 @@
+"""Per-channel settings: admin changes in Redis over bothbot.toml channel defaults over global defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from bot.settings import Settings
+from bot.state import StateStore
+
+ReplyMode = Literal["thread", "reply"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelSettings:
+    profile: str | None
+    rag: bool
+    kbs: tuple[str, ...]
+    thread_followups: bool
+    reply_mode: ReplyMode
+    profile_overridden: bool = False
+
+
+class ChannelConfig:
+    """Reads a channel's effective settings fresh on every message, so every replica sees a change."""
+
+    def __init__(self, settings: Settings, state: StateStore) -> None:
+        self._settings = settings
+        self._state = state
+
+    async def get(self, channel_key: str) -> ChannelSettings:
+        settings = self._settings
+        defaults = settings.channels.get(channel_key)
+        overrides = await self._state.channel_overrides(channel_key)
+        profile = defaults.profile if defaults and defaults.profile else settings.default_profile
+        stored_profile = overrides.get("profile")
+        overridden = stored_profile is not None and stored_profile in settings.profiles
+        if overridden:
+            profile = stored_profile
+        rag = defaults.rag if defaults and defaults.rag is not None else settings.rag_default
+        if "rag" in overrides:
+            rag = overrides["rag"] == "on"
+        kbs = defaults.kbs if defaults and defaults.kbs else settings.default_kbs
+        if overrides.get("kbs"):
+            kbs = tuple(k for k in overrides["kbs"].split(",") if k)
+        followups = defaults.thread_followups if defaults and defaults.thread_followups is not None else True
+        if "thread_followups" in overrides:
+            followups = overrides["thread_followups"] == "on"
+        reply_mode: ReplyMode = defaults.reply_mode if defaults and defaults.reply_mode else "thread"
+        if overrides.get("reply_mode") in ("thread", "reply"):
+            reply_mode = "reply" if overrides["reply_mode"] == "reply" else "thread"
+        return ChannelSettings(
+            profile=profile,
+            rag=rag,
+            kbs=kbs,
+            thread_followups=followups,
+            reply_mode=reply_mode,
+            profile_overridden=overridden,
+        )

@@ -1,0 +1,108 @@
+"""The ``bothbot`` command (also ``python -m bot``): chat, ingest, eval, config, slack, discord."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import retrieval.cli as retrieval_cli
+from bot.logs import configure_logging
+from bot.settings import ConfigError, Settings, load_settings
+from retrieval.errors import RetrievalError
+
+log = logging.getLogger("bothbot")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bothbot",
+        description="Answers questions in Slack, Discord and the terminal from your team's own documents.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    chat = sub.add_parser("chat", help="chat in the terminal (or answer lines piped on stdin)")
+    chat.add_argument("--channel", default="console", help="channel id (settings and history are per channel)")
+    chat.add_argument("--user", default="local", help="user id (the local user is an admin)")
+
+    sub.add_parser("config", help="print the effective settings, secrets masked")
+    sub.add_parser("slack", help="run the Slack adapter (Socket Mode with SLACK_APP_TOKEN, else HTTP)")
+    sub.add_parser("discord", help="run the Discord adapter")
+    retrieval_cli.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"bothbot: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.secret_values())
+    try:
+        return asyncio.run(_dispatch(args, settings))
+    except KeyboardInterrupt:
+        return 130
+    except (ConfigError, RetrievalError) as exc:
+        print(f"bothbot: {exc}", file=sys.stderr)
+        return 2
+
+
+async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    handler = getattr(args, "retrieval_handler", None)
+    if handler is not None:
+        code: int = await handler(args, settings.retrieval_environment())
+        return code
+    if args.command == "config":
+        print(render_config(settings))
+        return 0
+    if args.command == "chat":
+        return await _chat(args, settings)
+    if args.command == "slack":
+        from adapters.slack.app import run_slack
+
+        await run_slack(settings)
+        return 0
+    if args.command == "discord":
+        from adapters.discord.client import run_discord
+
+        await run_discord(settings)
+        return 0
+    raise AssertionError(f"unhandled command {args.command}")  # argparse rejects unknown ones
+
+
+def render_config(settings: Settings) -> str:
+    """The effective settings as JSON; every secret is printed as ``**********``."""
+    data: dict[str, Any] = settings.model_dump(mode="json")
+    for name, profile in settings.profiles.items():
+        data["profiles"][name]["api_key"] = "**********" if profile.api_key else None
+    return json.dumps(data, indent=2, sort_keys=True)
+
+
+async def _chat(args: argparse.Namespace, settings: Settings) -> int:
+    from adapters.console.chat import run_chat
+    from bot.runtime import Runtime
+
+    runtime = await Runtime.start(settings)
+    try:
+        interactive = sys.stdin.isatty()
+        banner = runtime.describe()
+        if not interactive and runtime.state.in_process:
+            print(banner[0], file=sys.stderr)
+        return await run_chat(
+            runtime.engine,
+            channel=args.channel,
+            user=args.user,
+            stdin=sys.stdin,
+            stdout=sys.stdout,
+            stderr=sys.stderr,
+            interactive=interactive,
+            banner=banner,
+        )
+    finally:
+        await runtime.aclose()

@@ -1,0 +1,249 @@
+"""Admin and user commands, parsed and executed once for every platform.
+
+Adapters map their native slash command onto a command line (``"model tuned"``) and say whether
+the caller is an admin. Changes need an admin and write an audit entry (who, when, channel,
+before → after) to a Redis stream.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from bot.channels import ChannelConfig
+from bot.messages import IncomingMessage
+from bot.model_client import ModelRouter
+from bot.settings import Settings
+from bot.state import StateStore
+from retrieval.api import KnowledgeBase
+
+USAGE = {
+    "help": "help — this list",
+    "ask": "ask <question> — ask a question",
+    "model": "model [profile] — show this channel's model, or switch it (admin)",
+    "models": "models — list the model profiles",
+    "rag": "rag on|off — answer from the knowledge base or from the model alone (admin)",
+    "kb": "kb [name ...] — show this channel's knowledge bases, or set them (admin)",
+    "followups": "followups on|off — answer thread follow-ups without a new mention (admin)",
+    "replymode": "replymode thread|reply — answer mentions in a new thread or as a reply (admin)",
+    "reset": "reset — forget this conversation",
+    "status": "status — this channel's settings and knowledge base size",
+    "audit": "audit — recent setting changes in this channel",
+}
+ASK_COMMAND = "ask"
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    text: str
+    refused: bool = False
+
+
+def split_command(line: str) -> tuple[str, list[str]]:
+    """``"model  tuned"`` → ``("model", ["tuned"])``; quotes group words; empty → ``("help", [])``."""
+    try:
+        parts = shlex.split(line)
+    except ValueError:
+        parts = line.split()
+    if not parts:
+        return "help", []
+    return parts[0].lower().lstrip("/"), parts[1:]
+
+
+def usage_line(name: str) -> str:
+    return f"Usage: {USAGE[name]}"
+
+
+class CommandRunner:
+    def __init__(
+        self,
+        settings: Settings,
+        state: StateStore,
+        channels: ChannelConfig,
+        router: ModelRouter,
+        knowledge: KnowledgeBase,
+    ) -> None:
+        self._settings = settings
+        self._state = state
+        self._channels = channels
+        self._router = router
+        self._knowledge = knowledge
+        self._handlers: dict[str, Callable[[IncomingMessage, list[str]], Awaitable[CommandResult]]] = {
+            "help": self._help,
+            "model": self._model,
+            "models": self._models,
+            "rag": self._rag,
+            "kb": self._kb,
+            "followups": self._followups,
+            "replymode": self._replymode,
+            "reset": self._reset,
+            "status": self._status,
+            "audit": self._audit,
+        }
+
+    async def run(self, msg: IncomingMessage, name: str, args: list[str]) -> CommandResult:
+        handler = self._handlers.get(name)
+        if handler is None:
+            return CommandResult(
+                f"Unknown command `{name[:40]}`. Commands: {', '.join(sorted(USAGE))}. Try `help`.", refused=True
+            )
+        return await handler(msg, args)
+
+    # --- read-only -----------------------------------------------------------------------
+
+    async def _help(self, msg: IncomingMessage, args: list[str]) -> CommandResult:
+        return CommandResult("Commands:\n" + "\n".join(f"• {line}" for line in USAGE.values()))
+
+    async def _models(self, msg: IncomingMessage, args: list[str]) -> CommandResult:
+        if args:
+            return CommandResult(usage_line("models"), refused=True)
+        current = (await self._channels.get(msg.channel_key)).profile
+        if not self._router.profiles:
+            return CommandResult(
+                "No model profiles are configured: answers are retrieval-only. "
+                "Set OPENAI_API_KEY / OPENAI_BASE_URL or add [profiles.NAME] to bothbot.toml."
+            )
+        lines = []
+        for name, profile in sorted(self._router.profiles.items()):
+            marks = [m for m, on in (("this channel", name == current),
+                                     ("default", name == self._settings.default_profile)) if on]
+            suffix = f" ({', '.join(marks)})" if marks else ""
+            ready = "" if self._router.usable(name) else " — no endpoint or key"
+            lines.append(f"• {name}: {profile.model}{suffix}{ready}")
+        return CommandResult("Model profiles:\n" + "\n".join(lines))
+
+    async def _model(self, msg: IncomingMessage, args: list[str]) -> CommandResult:
+        if len(args) > 1:
+            return CommandResult(usage_line("model"), refused=True)
+        channel = await self._channels.get(msg.channel_key)
+        if not args:
+            if channel.profile is None:
+                return CommandResult("This channel has no model: answers are retrieval-only.")
+            model = self._router.profiles[channel.profile].model
+            return CommandResult(f"This channel uses profile `{channel.profile}` (model `{model}`).")
+        target = args[0]
+        if target not in self._router.profiles:
+            known = ", ".join(f"`{p}`" for p in sorted(self._router.profiles)) or "none configured"
+            return CommandResult(f"No profile `{target[:60]}`. Profiles: {known}.", refused=True)
+        refusal = self._need_admin(msg, "switch this channel's model")
+        if refusal:
+            return refusal
+        await self._change(msg, "profile", channel.profile or "", target)
+        model = self._router.profiles[target].model
+        return CommandResult(
+            f"This channel now uses profile `{target}` (model `{model}`), was `{channel.profile or 'none'}`."
+        )
+
+    async def _status(self, msg: IncomingMessage, args: list[str]) -> CommandResult:
+        channel = await self._channels.get(msg.channel_key)
+        model = self._router.profiles[channel.profile].model if channel.profile else "none (retrieval-only)"
+        chunks = await self._knowledge.count(list(channel.kbs))
+        turns = len(await self._state.history(msg.conversation_key)) // 2
+        state = "in-process (not shared, lost at exit)" if self._state.in_process else "Redis"
+        return CommandResult(
+            "\n".join(
+                [
+                    f"Channel `{msg.channel_key}`",
+                    f"• profile: `{channel.profile or 'none'}` (model `{model}`)",
+                    f"• retrieval: {'on' if channel.rag else 'off'}",
+                    f"• knowledge bases: {', '.join(channel.kbs)} ({chunks} chunks)",
+                    f"• thread follow-ups: {'on' if channel.thread_followups else 'off'}; "
+                    f"reply mode: {channel.reply_mode}",
+                    f"• this conversation: {turns} turns remembered",
+                    f"• state: {state}",
+                ]
+            )
+        )
+
+    async def _audit(self, msg: IncomingMessage, args: list[str]) -> CommandResult:
+        entries = await self._state.recent_audit(10, channel=msg.channel_key)
+        if not entries:
+            return CommandResult("No setting changes recorded for this channel.")
+        lines = [
+            f"• {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(e.at))} {e.who}: "
+            f"{e.setting} `{e.before or '-'}` → `{e.after or '-'}`"
+            for e in entries
+        ]
+        return CommandResult("Recent changes:\n" + "\n".join(lines))
+
+    async def _reset(self, msg: IncomingMessage, args: list[str]) -> CommandResult:
+        forgot = await self._state.forget(msg.conversation_key)
+        return CommandResult("Forgot this conversation." if forgot else "Nothing to forget in this conversation.")
+
+    # --- changes (admin) -------------------------------------------------------------------
+
+    async def _on_off(self, msg: IncomingMessage, args: list[str], name: str, field: str, what: str,
+                      current: bool) -> CommandResult:
+        if len(args) != 1 or args[0].lower() not in ("on", "off"):
+            return CommandResult(usage_line(name), refused=True)
+        refusal = self._need_admin(msg, f"turn {what} on or off")
+        if refusal:
+            return refusal
+        value = args[0].lower()
+        await self._change(msg, field, "on" if current else "off", value)
+        return CommandResult(f"{what.capitalize()} is now {value} in this channel.")
+
+    async def _rag(self, msg: IncomingMessage, args: list[str]) -> CommandResult:
+        channel = await self._channels.get(msg.channel_key)
+        if not args:
+            return CommandResult(f"Retrieval is {'on' if channel.rag else 'off'} here. {usage_line('rag')}")
+        return await self._on_off(msg, args, "rag", "rag", "retrieval", channel.rag)
+
+    async def _followups(self, msg: IncomingMessage, args: list[str]) -> CommandResult:
+        channel = await self._channels.get(msg.channel_key)
+        return await self._on_off(
+            msg, args, "followups", "thread_followups", "thread follow-ups", channel.thread_followups
+        )
+
+    async def _replymode(self, msg: IncomingMessage, args: list[str]) -> CommandResult:
+        if len(args) != 1 or args[0].lower() not in ("thread", "reply"):
+            return CommandResult(usage_line("replymode"), refused=True)
+        refusal = self._need_admin(msg, "change the reply mode")
+        if refusal:
+            return refusal
+        channel = await self._channels.get(msg.channel_key)
+        await self._change(msg, "reply_mode", channel.reply_mode, args[0].lower())
+        how = "in a thread" if args[0].lower() == "thread" else "as a reply"
+        return CommandResult(f"Mentions here are now answered {how}.")
+
+    async def _kb(self, msg: IncomingMessage, args: list[str]) -> CommandResult:
+        channel = await self._channels.get(msg.channel_key)
+        available = await self._knowledge.list_kbs()
+        if not args:
+            return CommandResult(
+                f"This channel searches: {', '.join(channel.kbs)}. "
+                f"Knowledge bases: {', '.join(available) or 'none yet (run `bothbot ingest PATH`)'}."
+            )
+        names = tuple(dict.fromkeys(n for a in args for n in a.split(",") if n))
+        unknown = [n for n in names if n not in available]
+        if unknown:
+            return CommandResult(
+                f"Unknown knowledge base(s): {', '.join(unknown)}. Known: {', '.join(available) or 'none'}.",
+                refused=True,
+            )
+        refusal = self._need_admin(msg, "change this channel's knowledge bases")
+        if refusal:
+            return refusal
+        await self._change(msg, "kbs", ",".join(channel.kbs), ",".join(names))
+        return CommandResult(f"This channel now searches: {', '.join(names)}.")
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def _need_admin(self, msg: IncomingMessage, action: str) -> CommandResult | None:
+        if msg.is_admin:
+            return None
+        return CommandResult(f"Only an admin can {action}. Nothing was changed.", refused=True)
+
+    async def _change(self, msg: IncomingMessage, field: str, before: str, after: str) -> None:
+        await self._state.set_channel_value(msg.channel_key, field, after)
+        who = f"{msg.platform}:{msg.user}" + (f" ({msg.user_name})" if msg.user_name else "")
+        await self._state.audit(
+            who=who,
+            channel=msg.channel_key,
+            setting=field,
+            before=before,
+            after=after,
+            max_entries=self._settings.audit_max_entries,
+        )

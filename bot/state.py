@@ -1,0 +1,196 @@
+"""Conversation and control state in Redis: dedup, rate limits, history, channel settings, traces, audit.
+
+Every key starts with the configured prefix. Workers keep nothing that matters in memory, so any
+number of replicas can share one Redis and see each other's changes on the next message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+log = logging.getLogger(__name__)
+
+# Fixed-window counter: INCR, set the window on first hit, report the TTL when over the limit.
+_RATE_LIMIT_LUA = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+if count > tonumber(ARGV[1]) then
+  local ttl = redis.call('TTL', KEYS[1])
+  if ttl < 0 then redis.call('EXPIRE', KEYS[1], ARGV[2]); ttl = tonumber(ARGV[2]) end
+  return ttl
+end
+return 0
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    role: str  # "user" | "assistant"
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    id: str
+    at: float
+    who: str
+    channel: str
+    setting: str
+    before: str
+    after: str
+
+
+def connect_redis(url: str | None) -> tuple[aioredis.Redis, bool]:
+    """A client for ``url``, or an in-process Redis (fakeredis with Lua) when url is None.
+
+    Returns the client and whether it is in-process. Real connections retry on connection
+    errors with backoff, so a Redis restart costs a short wait, not a lost message.
+    """
+    if url is None:
+        import fakeredis
+
+        return cast(aioredis.Redis, fakeredis.FakeAsyncRedis(decode_responses=True)), True
+    retry = Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=6)
+    client = aioredis.Redis.from_url(
+        url,
+        decode_responses=True,
+        retry=retry,
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        health_check_interval=30,
+        socket_connect_timeout=5,
+    )
+    return client, False
+
+
+class StateStore:
+    """Typed access to bothbot's Redis keys."""
+
+    def __init__(self, redis: aioredis.Redis, prefix: str, *, in_process: bool = False) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self.in_process = in_process
+        self._rate_limit = redis.register_script(_RATE_LIMIT_LUA)
+
+    def key(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    async def aclose(self) -> None:
+        await self.redis.aclose()
+
+    # --- dedup and limits ---------------------------------------------------------------
+
+    async def claim_event(self, event_id: str, ttl_seconds: int) -> bool:
+        """True for the first claim of ``event_id`` across all replicas, False for repeats."""
+        return bool(await self.redis.set(self.key("event", event_id), "1", nx=True, ex=ttl_seconds))
+
+    async def hit_rate_limit(self, bucket: str, limit: int, window_seconds: int) -> int:
+        """Count one hit; return 0 when allowed, else the seconds until the window resets."""
+        if limit <= 0:
+            return 0
+        result = await self._rate_limit(keys=[self.key("rate", bucket)], args=[limit, window_seconds])
+        return int(result)
+
+    # --- channel settings -----------------------------------------------------------------
+
+    async def channel_overrides(self, channel_key: str) -> dict[str, str]:
+        return cast(dict[str, str], await self.redis.hgetall(self.key("channel", channel_key)))
+
+    async def set_channel_value(self, channel_key: str, field: str, value: str | None) -> None:
+        key = self.key("channel", channel_key)
+        if value is None:
+            await self.redis.hdel(key, field)
+        else:
+            await self.redis.hset(key, field, value)
+
+    # --- history ----------------------------------------------------------------------------
+
+    async def history(self, conversation_key: str) -> list[Turn]:
+        raw = await self.redis.lrange(self.key("history", conversation_key), 0, -1)
+        turns: list[Turn] = []
+        for item in raw:
+            try:
+                data = json.loads(item)
+                turns.append(Turn(role=str(data["role"]), content=str(data["content"])))
+            except (ValueError, KeyError, TypeError):
+                log.warning("skipping a malformed history entry in %s", conversation_key)
+        return turns
+
+    async def append_turns(
+        self, conversation_key: str, turns: Sequence[Turn], *, max_turns: int, ttl_seconds: int
+    ) -> None:
+        key = self.key("history", conversation_key)
+        if max_turns <= 0:
+            await self.redis.delete(key)
+            return
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.rpush(key, *(json.dumps({"role": t.role, "content": t.content}) for t in turns))
+        pipe.ltrim(key, -2 * max_turns, -1)
+        pipe.expire(key, ttl_seconds)
+        await pipe.execute()
+
+    async def forget(self, conversation_key: str) -> bool:
+        return bool(await self.redis.delete(self.key("history", conversation_key)))
+
+    # --- traces and feedback -------------------------------------------------------------------
+
+    async def save_trace(self, trace_id: str, trace: Mapping[str, Any], ttl_seconds: int) -> None:
+        key = self.key("trace", trace_id)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(key, mapping={k: json.dumps(v) for k, v in trace.items()})
+        pipe.expire(key, ttl_seconds)
+        await pipe.execute()
+
+    async def load_trace(self, trace_id: str) -> dict[str, Any] | None:
+        raw = cast(dict[str, str], await self.redis.hgetall(self.key("trace", trace_id)))
+        if not raw:
+            return None
+        return {k: json.loads(v) for k, v in raw.items()}
+
+    async def record_feedback(self, trace_id: str, user: str, value: str) -> bool:
+        """Store ``value`` from ``user`` on an existing trace; False when the trace is unknown/expired."""
+        key = self.key("trace", trace_id)
+        if not await self.redis.exists(key):
+            return False
+        feedback = {"user": user, "value": value, "at": time.time()}
+        await self.redis.hset(key, f"feedback:{user}", json.dumps(feedback))
+        return True
+
+    # --- audit -----------------------------------------------------------------------------------
+
+    async def audit(
+        self, *, who: str, channel: str, setting: str, before: str, after: str, max_entries: int
+    ) -> None:
+        fields = {"who": who, "at": f"{time.time():.3f}", "channel": channel, "setting": setting,
+                  "before": before, "after": after}
+        await self.redis.xadd(self.key("audit"), fields, maxlen=max_entries, approximate=True)  # type: ignore[arg-type]
+
+    async def recent_audit(self, count: int, channel: str | None = None) -> list[AuditEntry]:
+        """Newest first; with ``channel``, only that channel's entries (scans a bounded window)."""
+        window = count if channel is None else count * 20
+        rows = cast(list[tuple[str, dict[str, str]]], await self.redis.xrevrange(self.key("audit"), count=window))
+        entries = [
+            AuditEntry(
+                id=entry_id,
+                at=float(fields.get("at", 0)),
+                who=fields.get("who", ""),
+                channel=fields.get("channel", ""),
+                setting=fields.get("setting", ""),
+                before=fields.get("before", ""),
+                after=fields.get("after", ""),
+            )
+            for entry_id, fields in rows
+        ]
+        if channel is not None:
+            entries = [e for e in entries if e.channel == channel]
+        return entries[:count]

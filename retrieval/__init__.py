@@ -1,0 +1,1 @@
+"""Retrieval: loaders, chunking, sparse/dense vectors, Qdrant stores, ingest, search, evaluation."""

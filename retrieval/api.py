@@ -1,0 +1,59 @@
+"""The interface the core engine uses to find passages. The engine depends on nothing else here.
+
+Scope: a document is ``public`` or visible only in listed channels (``slack:C123``,
+``discord:456``). ``SearchScope.channel`` is the asking channel's scope key, or None in a DM;
+only public documents and documents scoped to that channel may come back, enforced by the
+store's filter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+PUBLIC_SCOPE = "public"
+DEFAULT_KB = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class Passage:
+    chunk_id: str
+    text: str
+    source: str
+    title: str
+    score: float
+    kb: str = DEFAULT_KB
+    heading: str | None = None
+    url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SearchScope:
+    kbs: tuple[str, ...] = (DEFAULT_KB,)
+    channel: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResult:
+    passages: tuple[Passage, ...]
+    no_good_match: bool = False
+
+    @property
+    def empty(self) -> bool:
+        return not self.passages
+
+
+@runtime_checkable
+class KnowledgeBase(Protocol):
+    """Search and inventory over one deployment's knowledge bases."""
+
+    async def search(self, query: str, scope: SearchScope, limit: int = 5) -> SearchResult: ...
+
+    async def count(self, kbs: Sequence[str] | None = None) -> int:
+        """Number of chunks in the given knowledge bases (all when None)."""
+        ...
+
+    async def list_kbs(self) -> list[str]: ...
+
+    async def aclose(self) -> None: ...

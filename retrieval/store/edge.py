@@ -1,0 +1,225 @@
+"""Embedded backend: qdrant-edge, Qdrant's in-process engine, persisted under the data directory.
+
+Every call into the engine blocks (and holds the GIL while it runs), so each goes through
+``asyncio.to_thread``. The engine locks its write-ahead log: a second process (or a second open
+in this one) fails with ``WouldBlock``, turned here into ``StoreLockedError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+import qdrant_edge as qe
+
+from retrieval.errors import StoreConfigError, StoreLockedError
+from retrieval.sparse import SparseVec
+from retrieval.store.protocol import (
+    DENSE_NAME,
+    INVENTORY_FIELDS,
+    META_ID,
+    SPARSE_NAME,
+    ChunkState,
+    Fusion,
+    Hit,
+    SearchHits,
+    StoredPoint,
+    StoreMeta,
+    visible_scopes,
+)
+
+T = TypeVar("T")
+_PAGE = 10_000
+_KEYWORD_FIELDS = ("scope", "source", "origin")
+
+
+def _open_shard(path: Path, dense_size: int | None) -> qe.EdgeShard:
+    fresh = not path.exists() or not any(path.iterdir())
+    try:
+        if not fresh:
+            return qe.EdgeShard.load(str(path))
+        path.mkdir(parents=True, exist_ok=True)
+        config = qe.EdgeConfig(
+            vectors={DENSE_NAME: qe.EdgeVectorParams(size=dense_size, distance=qe.Distance.Cosine)}
+            if dense_size
+            else None,
+            sparse_vectors={SPARSE_NAME: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
+            payload_memory=qe.Memory.Cached,
+        )
+        shard = qe.EdgeShard.create(str(path), config)
+    except Exception as exc:  # qdrant-edge raises plain Exception; the lock is told by its text
+        if "WouldBlock" in str(exc):
+            raise StoreLockedError(path) from None
+        raise
+    shard.update(qe.UpdateOperation.create_field_index("kb", qe.KeywordIndexParams(is_tenant=True)))
+    for name in _KEYWORD_FIELDS:
+        shard.update(qe.UpdateOperation.create_field_index(name, qe.PayloadSchemaType.Keyword))
+    return shard
+
+
+def _scope_filter(kbs: Sequence[str], channel: str | None) -> qe.Filter:
+    return qe.Filter(
+        must=[
+            qe.FieldCondition("kb", match=qe.MatchAny(list(kbs))),
+            qe.FieldCondition("scope", match=qe.MatchAny(visible_scopes(channel))),
+        ]
+    )
+
+
+def _kb_filter(kbs: Sequence[str]) -> qe.Filter:
+    return qe.Filter(must=[qe.FieldCondition("kb", match=qe.MatchAny(list(kbs)))])
+
+
+class EdgeStore:
+    """``VectorStore`` on a qdrant-edge shard at ``path``."""
+
+    def __init__(self, shard: qe.EdgeShard, path: Path, meta: StoreMeta) -> None:
+        self._shard = shard
+        self.path = path
+        self._meta = meta
+        self._closed = False
+
+    @classmethod
+    async def open(cls, path: Path, dense_size: int | None = None) -> EdgeStore:
+        shard = await asyncio.to_thread(_open_shard, path, dense_size)
+        records = await asyncio.to_thread(shard.retrieve, [META_ID], True, False)
+        meta = StoreMeta.from_payload(records[0].payload if records else None)
+        store = cls(shard, path, meta)
+        if dense_size and meta.dense_size is None and not records:
+            meta.dense_size = dense_size
+            await store.save_meta(meta)
+        return store
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.to_thread(fn, *args)
+
+    @property
+    def meta(self) -> StoreMeta:
+        return self._meta
+
+    async def save_meta(self, meta: StoreMeta) -> None:
+        point = qe.Point(META_ID, {SPARSE_NAME: qe.SparseVector([], [])}, meta.to_payload())
+        await self._run(self._shard.update, qe.UpdateOperation.upsert_points([point]))
+        self._meta = meta
+
+    async def ensure_dense(self, size: int) -> None:
+        if self._meta.dense_size == size:
+            return
+        if self._meta.dense_size is not None:
+            raise StoreConfigError(
+                f"The knowledge base at {self.path} holds {self._meta.dense_size}-dimensional embeddings; "
+                f"the configured embedder makes {size}. Use the same model, or ingest into a new data directory."
+            )
+        op = qe.UpdateOperation.create_dense_vector(DENSE_NAME, size, qe.Distance.Cosine)
+        await self._run(self._shard.update, op)
+        self._meta.dense_size = size
+        await self.save_meta(self._meta)
+
+    async def upsert(self, points: Sequence[StoredPoint]) -> None:
+        if not points:
+            return
+        edge_points = [
+            qe.Point(
+                p.id,
+                {SPARSE_NAME: qe.SparseVector(p.sparse.indices, p.sparse.values), DENSE_NAME: p.dense}
+                if p.dense is not None
+                else {SPARSE_NAME: qe.SparseVector(p.sparse.indices, p.sparse.values)},
+                dict(p.payload),
+            )
+            for p in points
+        ]
+        await self._run(self._shard.update, qe.UpdateOperation.upsert_points(edge_points))
+
+    async def set_payload(self, ids: Sequence[str], payload: Mapping[str, Any]) -> None:
+        if ids:
+            await self._run(self._shard.update, qe.UpdateOperation.set_payload(list(ids), dict(payload)))
+
+    async def delete(self, ids: Sequence[str]) -> None:
+        if ids:
+            await self._run(self._shard.update, qe.UpdateOperation.delete_points(list(ids)))
+
+    async def delete_kb(self, kb: str) -> int:
+        n = await self.count([kb])
+        if n:
+            await self._run(self._shard.update, qe.UpdateOperation.delete_points_by_filter(_kb_filter([kb])))
+        return n
+
+    async def inventory(self, kb: str) -> list[ChunkState]:
+        return await self._run(self._inventory, kb)
+
+    def _inventory(self, kb: str) -> list[ChunkState]:
+        out: list[ChunkState] = []
+        offset: qe.PointId | None = None
+        while True:
+            request = qe.ScrollRequest(
+                offset=offset, limit=_PAGE, filter=_kb_filter([kb]), with_payload=list(INVENTORY_FIELDS)
+            )
+            records, offset = self._shard.scroll(request)
+            out.extend(ChunkState.from_payload(str(r.id), r.payload or {}) for r in records)
+            if offset is None:
+                return out
+
+    async def search(
+        self,
+        *,
+        sparse: SparseVec | None,
+        dense: list[float] | None,
+        kbs: Sequence[str],
+        channel: str | None,
+        limit: int,
+        prefetch_limit: int,
+        fusion: Fusion,
+    ) -> SearchHits:
+        if not kbs or (not sparse and dense is None):
+            return SearchHits([])
+        if dense is not None and self._meta.dense_size is None:
+            dense = None
+            if not sparse:
+                return SearchHits([])
+        flt = _scope_filter(kbs, channel)
+        sparse_q = (
+            qe.Query.Nearest(qe.SparseVector(sparse.indices, sparse.values), using=SPARSE_NAME) if sparse else None
+        )
+        dense_q = qe.Query.Nearest(dense, using=DENSE_NAME) if dense is not None else None
+        requests: list[qe.QueryRequest] = []
+        if sparse_q is not None and dense_q is not None:
+            fuse = cast(qe.Fusion, qe.Fusion.Dbsf() if fusion == "dbsf" else qe.Fusion.Rrf(k=60))
+            prefetches = [
+                qe.Prefetch(limit=prefetch_limit, query=sparse_q, filter=flt),
+                qe.Prefetch(limit=prefetch_limit, query=dense_q, filter=flt),
+            ]
+            requests.append(qe.QueryRequest(limit=limit, prefetches=prefetches, query=fuse, with_payload=True))
+        else:
+            query = sparse_q if sparse_q is not None else dense_q
+            requests.append(qe.QueryRequest(limit=limit, query=query, filter=flt, with_payload=True))
+        if dense_q is not None:
+            requests.append(qe.QueryRequest(limit=1, query=dense_q, filter=flt, with_payload=False))
+        results = await self._run(self._shard.query_batch, qe.QueryBatchRequest(requests))
+        hits = [Hit(str(p.id), p.score, p.payload or {}) for p in results[0]]
+        best_dense = results[1][0].score if dense_q is not None and results[1] else None
+        return SearchHits(hits, best_dense)
+
+    async def count(self, kbs: Sequence[str] | None = None) -> int:
+        if kbs is None:
+            return sum((await self.kb_counts()).values())
+        if not kbs:
+            return 0
+        return await self._run(self._shard.count, qe.CountRequest(exact=True, filter=_kb_filter(kbs)))
+
+    async def kb_counts(self) -> dict[str, int]:
+        response = await self._run(self._shard.facet, qe.FacetRequest("kb", limit=100_000, exact=True))
+        return {str(hit.value): hit.count for hit in response.hits if hit.count > 0}
+
+    async def optimize(self) -> None:
+        await self._run(self._shard.optimize)
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await self._run(self._close)
+
+    def _close(self) -> None:
+        self._shard.flush()
+        self._shard.close()

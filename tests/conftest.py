@@ -1,0 +1,77 @@
+"""Shared fixtures: isolated env and cwd, real Redis with a per-test key prefix, the OpenAI fake."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from bot.settings import Settings, load_settings
+from tests.fakes.openai_server import FakeOpenAI
+
+TEST_REDIS_URL = os.environ.get("BOTHBOT_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+_ISOLATED_ENV_PREFIXES = ("BOTHBOT_", "OPENAI_", "SLACK_", "DISCORD_", "QDRANT_", "REDIS_")
+_ISOLATED_ENV_NAMES = ("PORT",)
+
+MakeSettings = Callable[..., Settings]
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No setting leaks in from the machine: clean env, and cwd in a fresh folder (no .env/toml)."""
+    for name in list(os.environ):
+        if name.startswith(_ISOLATED_ENV_PREFIXES) or name in _ISOLATED_ENV_NAMES:
+            monkeypatch.delenv(name, raising=False)
+    workdir = tmp_path / "cwd"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)
+    return workdir
+
+
+@pytest.fixture
+def redis_prefix() -> str:
+    return f"bbtest:{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+async def redis_cleanup(redis_prefix: str) -> AsyncIterator[aioredis.Redis]:
+    client: aioredis.Redis = aioredis.Redis.from_url(TEST_REDIS_URL)
+    try:
+        await client.ping()
+    except Exception as exc:  # pragma: no cover - environment problem, say so clearly
+        pytest.fail(f"tests need a real Redis at {TEST_REDIS_URL}: {exc}")
+    yield client
+    keys = [key async for key in client.scan_iter(match=f"{redis_prefix}:*", count=500)]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
+
+
+@pytest.fixture
+def make_settings(
+    redis_prefix: str, tmp_path: Path, redis_cleanup: aioredis.Redis
+) -> MakeSettings:
+    """Settings on the real test Redis, a unique key prefix, and a data dir under tmp_path."""
+
+    def build(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "redis_url": TEST_REDIS_URL,
+            "redis_prefix": redis_prefix,
+            "data_dir": tmp_path / "data",
+        }
+        values.update(overrides)
+        return load_settings(**values)
+
+    return build
+
+
+@pytest.fixture
+async def openai_server() -> AsyncIterator[FakeOpenAI]:
+    async with FakeOpenAI() as fake:
+        yield fake

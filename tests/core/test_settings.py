@@ -1,0 +1,135 @@
+"""The settings tree: TOML profiles, env names, clear errors, masked output."""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+
+import pytest
+
+from bot.cli import main
+from bot.logs import configure_logging
+from bot.settings import ConfigError, load_settings
+
+TOML = """
+default_profile = "base"
+[profiles.base]
+model = "gpt-4o-mini"
+[profiles.tuned]
+model = "ft:gpt-4o-mini-2024-07-18:acme:support:abc123"
+temperature = 0.2
+[profiles.local]
+model = "llama3"
+base_url = "http://127.0.0.1:11434/v1"
+api_key_env = "LOCAL_KEY"
+[channels."slack:T1:C9"]
+profile = "tuned"
+rag = false
+"""
+
+
+def test_toml_profiles_inherit_openai_endpoint_and_key(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (isolated_env / "bothbot.toml").write_text(TOML)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-from-env-0001")
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.setenv("LOCAL_KEY", "local-secret-0002")
+    settings = load_settings()
+    assert settings.default_profile == "base"
+    tuned = settings.profiles["tuned"]
+    assert tuned.model == "ft:gpt-4o-mini-2024-07-18:acme:support:abc123"
+    assert tuned.base_url == "http://127.0.0.1:9/v1"
+    assert tuned.api_key is not None and tuned.api_key.get_secret_value() == "sk-from-env-0001"
+    local = settings.profiles["local"]
+    assert local.base_url == "http://127.0.0.1:11434/v1"
+    assert local.api_key is not None and local.api_key.get_secret_value() == "local-secret-0002"
+    assert settings.channels["slack:T1:C9"].profile == "tuned"
+
+
+def test_config_file_from_env_and_env_beats_toml(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "elsewhere.toml"
+    path.write_text("rate_limit_user = 3\n" + TOML)
+    monkeypatch.setenv("BOTHBOT_CONFIG", str(path))
+    monkeypatch.setenv("LOCAL_KEY", "x-key")
+    monkeypatch.setenv("BOTHBOT_RATE_LIMIT_USER", "7")
+    settings = load_settings()
+    assert settings.config_file == str(path)
+    assert settings.rate_limit_user == 7
+    assert "tuned" in settings.profiles
+
+
+@pytest.mark.parametrize(
+    ("toml", "env", "expected"),
+    [
+        ('default_profile = "nope"\n[profiles.base]\nmodel = "m"\n', {}, "default_profile='nope' is not a profile"),
+        ("[profiles.base\nmodel = 1", {}, "malformed TOML"),
+        ("", {"REDIS_URL": "http://localhost:6379"}, "REDIS_URL='http://localhost:6379' is not a valid URL"),
+        ("", {"OPENAI_BASE_URL": "localhost:8000"}, "OPENAI_BASE_URL='localhost:8000' is not a valid URL"),
+        ('[profiles.a]\nmodel = "m"\napi_key_env = "MISSING_KEY"\n', {}, "MISSING_KEY, which is not set"),
+        ('[profiles.a]\nmodel = "m"\nbogus = 1\n', {}, "profiles.a.bogus"),
+    ],
+)
+def test_invalid_settings_name_the_setting(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch, toml: str, env: dict[str, str], expected: str
+) -> None:
+    (isolated_env / "bothbot.toml").write_text(toml)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=r".*") as info:
+        load_settings()
+    assert expected in str(info.value)
+
+
+def test_cli_reports_bad_config_and_exits_2(
+    isolated_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (isolated_env / "bothbot.toml").write_text('default_profile = "ghost"\n')
+    assert main(["config"]) == 2
+    err = capsys.readouterr().err
+    assert "default_profile='ghost'" in err
+    assert "Traceback" not in err
+
+
+def test_config_output_masks_every_secret(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (isolated_env / "bothbot.toml").write_text(TOML)
+    secrets = {
+        "OPENAI_API_KEY": "sk-live-abcdef123456",
+        "LOCAL_KEY": "local-key-987654",
+        "SLACK_BOT_TOKEN": "xoxb-secret-token-1",
+        "SLACK_APP_TOKEN": "xapp-secret-token-2",
+        "SLACK_SIGNING_SECRET": "signing-secret-3",
+        "DISCORD_TOKEN": "discord-secret-4",
+        "QDRANT_API_KEY": "qdrant-secret-5",
+    }
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    assert main(["config"]) == 0
+    out = capsys.readouterr().out
+    assert '"tuned"' in out
+    assert "ft:gpt-4o-mini-2024-07-18:acme:support:abc123" in out
+    for value in secrets.values():
+        assert value not in out
+
+
+def test_logs_never_carry_secrets() -> None:
+    stream = io.StringIO()
+    handler = configure_logging("INFO", ["sk-live-abcdef123456"], stream)
+    try:
+        log = logging.getLogger("bothbot.test")
+        log.warning("calling with key %s", "sk-live-abcdef123456")
+        try:
+            raise RuntimeError("bad key sk-live-abcdef123456")
+        except RuntimeError:
+            log.exception("failed")
+    finally:
+        logging.getLogger().removeHandler(handler)
+    text = stream.getvalue()
+    assert "calling with key ***" in text
+    assert "bad key ***" in text
+    assert "sk-live-abcdef123456" not in text

@@ -1,0 +1,145 @@
+"""Slash commands and feedback buttons: INTERACTION_CREATE in, callbacks and follow-ups out."""
+
+from __future__ import annotations
+
+from tests.discord.conftest import StartBot
+from tests.fakes.discord_server import FakeDiscord
+from tests.fakes.openai_server import FakeOpenAI
+
+DEFERRED_CHANNEL_MESSAGE = 5
+EPHEMERAL = 1 << 6
+
+
+async def _answered(fake: FakeDiscord, interaction: dict[str, object]) -> str:
+    [followup] = await fake.wait_for(lambda: fake.followups_for(interaction))
+    return followup.content
+
+
+async def test_admin_switches_the_channel_model_and_only_that_channel_changes(
+    start_bot: StartBot, discord_fake: FakeDiscord, openai_server: FakeOpenAI
+) -> None:
+    await start_bot()
+    admin = discord_fake.new_user("ada")
+    alice = discord_fake.new_user("alice")
+    general, random = discord_fake.general["id"], discord_fake.random["id"]
+
+    command = await discord_fake.slash(admin, "model", "tuned", channel_id=general, admin=True)
+
+    text = await _answered(discord_fake, command)
+    assert "now uses profile `tuned`" in text
+    [callback] = discord_fake.callbacks_for(command)
+    assert callback["type"] == DEFERRED_CHANNEL_MESSAGE
+    assert callback["data"]["flags"] & EPHEMERAL
+    assert discord_fake.followups_for(command)[0].payload["flags"] & EPHEMERAL
+
+    q1 = await discord_fake.send_message(alice, "question in general", channel_id=general, mention_bot=True)
+    q2 = await discord_fake.send_message(alice, "question in random", channel_id=random, mention_bot=True)
+    for q in (q1, q2):
+        await discord_fake.wait_for(lambda q=q: discord_fake.answers(q["id"]))
+    models = {r.body["messages"][-1]["content"]: r.body["model"] for r in openai_server.chat_requests}
+    assert models == {"question in general": "ft:base-model:acme::x1", "question in random": "base-model"}
+
+
+async def test_member_without_manage_server_cannot_switch_the_model(
+    start_bot: StartBot, discord_fake: FakeDiscord, openai_server: FakeOpenAI
+) -> None:
+    await start_bot()
+    mallory = discord_fake.new_user("mallory")
+    general = discord_fake.general["id"]
+
+    command = await discord_fake.slash(mallory, "model", "tuned", channel_id=general, admin=False)
+
+    text = await _answered(discord_fake, command)
+    assert "Only an admin" in text
+    question = await discord_fake.send_message(mallory, "which model?", channel_id=general, mention_bot=True)
+    await discord_fake.wait_for(
+        lambda: discord_fake.answers(question["id"])
+    )
+    assert openai_server.chat_requests[-1].body["model"] == "base-model"
+
+
+async def test_configured_admin_role_may_switch_the_model(
+    start_bot: StartBot, discord_fake: FakeDiscord, openai_server: FakeOpenAI
+) -> None:
+    await start_bot(discord_admin_roles=(discord_fake.admin_role_id,))
+    carol = discord_fake.new_user("carol")
+
+    command = await discord_fake.slash(carol, "model", "tuned", admin=False, roles=[discord_fake.admin_role_id])
+
+    assert "now uses profile `tuned`" in await _answered(discord_fake, command)
+
+
+async def test_ask_is_deferred_then_answered_in_a_public_follow_up(
+    start_bot: StartBot, discord_fake: FakeDiscord, openai_server: FakeOpenAI
+) -> None:
+    openai_server.reply_text = "Deferred, then answered."
+    await start_bot()
+    alice = discord_fake.new_user("alice")
+
+    command = await discord_fake.slash(alice, "ask", "what happens?", option="question")
+
+    followup = await discord_fake.wait_for(
+        lambda: [m for m in discord_fake.followups_for(command) if m.payload["components"]]
+    )
+    assert followup[0].content == "Deferred, then answered."
+    [callback] = discord_fake.callbacks_for(command)
+    assert callback["type"] == DEFERRED_CHANNEL_MESSAGE
+    assert not (callback.get("data") or {}).get("flags", 0) & EPHEMERAL
+    # the callback (ack) came before any follow-up
+    paths = [r.path for r in discord_fake.requests if command["token"] in r.path]
+    assert paths[0].endswith("/callback")
+
+
+async def test_feedback_click_is_stored_against_the_trace(
+    start_bot: StartBot, discord_fake: FakeDiscord, openai_server: FakeOpenAI
+) -> None:
+    bot = await start_bot()
+    alice = discord_fake.new_user("alice")
+    question = await discord_fake.send_message(alice, "rate me", mention_bot=True)
+    [answer] = await discord_fake.wait_for(
+        lambda: discord_fake.answers(question["id"])
+    )
+    up = answer.payload["components"][0]["components"][0]["custom_id"]
+    trace_id = up.rsplit(":", 1)[1]
+
+    click = await discord_fake.click(alice, answer, up)
+
+    [callback] = await discord_fake.wait_for(lambda: discord_fake.callbacks_for(click))
+    assert callback["type"] == 4
+    assert callback["data"]["flags"] & EPHEMERAL
+    assert "recorded" in callback["data"]["content"]
+    trace = await bot.runtime.state.load_trace(trace_id)
+    assert trace is not None
+    stored = await bot.runtime.state.redis.hgetall(bot.runtime.state.key("trace", trace_id))
+    assert any(f"discord:{alice['id']}" in k or f"discord:{alice['id']}" in v for k, v in stored.items())
+
+
+async def test_feedback_click_after_a_restart_is_still_understood(
+    start_bot: StartBot, discord_fake: FakeDiscord, openai_server: FakeOpenAI
+) -> None:
+    first = await start_bot()
+    alice = discord_fake.new_user("alice")
+    question = await discord_fake.send_message(alice, "rate me later", mention_bot=True)
+    [answer] = await discord_fake.wait_for(
+        lambda: discord_fake.answers(question["id"])
+    )
+    await first.client.close()
+    await first.runtime.aclose()
+    await start_bot()  # a new process: no view was ever registered in this client
+
+    down = answer.payload["components"][0]["components"][1]["custom_id"]
+    click = await discord_fake.click(alice, answer, down)
+
+    [callback] = await discord_fake.wait_for(lambda: discord_fake.callbacks_for(click))
+    assert "recorded" in callback["data"]["content"]
+
+
+async def test_commands_are_registered_as_one_group(
+    start_bot: StartBot, discord_fake: FakeDiscord, openai_server: FakeOpenAI
+) -> None:
+    await start_bot()
+    [group] = discord_fake.commands
+    assert group["name"] == "bothbot"
+    subcommands = {o["name"] for o in group["options"]}
+    assert {"model", "models", "rag", "kb", "reset", "status", "audit", "ask", "help"} <= subcommands
+    assert group.get("default_member_permissions") is None  # the bot enforces the admin check itself
