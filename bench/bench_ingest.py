@@ -25,10 +25,14 @@ from retrieval.factory import open_knowledge_base
 def synthetic_corpus(n: int, words: int, seed: int = 7) -> list[Document]:
     rng = random.Random(seed)
     vocab = [f"w{i}" for i in range(50_000)]
-    weights = [1.0 / (i + 1) for i in range(len(vocab))]
+    cum: list[float] = []
+    total = 0.0
+    for i in range(len(vocab)):
+        total += 1.0 / (i + 1)
+        cum.append(total)
     docs = []
     for i in range(n):
-        text = " ".join(rng.choices(vocab, weights, k=words)) + "."
+        text = " ".join(rng.choices(vocab, cum_weights=cum, k=words)) + "."
         scope = ("public",) if i % 3 else (f"slack:C{i % 50}",)
         docs.append(Document(f"doc-{i}", f"Document {i}", text, "text", origin="bench", scope=scope))
     return docs

@@ -26,7 +26,7 @@ class Runtime:
 
     @classmethod
     async def start(cls, settings: Settings) -> Runtime:
-        redis, in_process = connect_redis(settings.redis_url)
+        redis, in_process = connect_redis(settings.redis_url, f"bothbot:{settings.redis_prefix}")
         state = StateStore(redis, settings.redis_prefix, in_process=in_process)
         try:
             await redis.ping()

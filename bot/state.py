@@ -7,6 +7,7 @@ number of replicas can share one Redis and see each other's changes on the next 
 from __future__ import annotations
 
 import json
+import re
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -51,7 +52,7 @@ class AuditEntry:
     after: str
 
 
-def connect_redis(url: str | None) -> tuple[aioredis.Redis, bool]:
+def connect_redis(url: str | None, client_name: str = "bothbot") -> tuple[aioredis.Redis, bool]:
     """A client for ``url``, or an in-process Redis (fakeredis with Lua) when url is None.
 
     Returns the client and whether it is in-process. Real connections retry on connection
@@ -69,6 +70,7 @@ def connect_redis(url: str | None) -> tuple[aioredis.Redis, bool]:
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
         health_check_interval=30,
         socket_connect_timeout=5,
+        client_name=re.sub(r"[^\w:.-]", "_", client_name),
     )
     return client, False
 

@@ -14,6 +14,8 @@ the last message carries the citations (a context block of links) and the ðŸ‘/ð
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -161,9 +163,15 @@ def mrkdwn_size(markdown: str) -> int:
 
 
 class _Sink(Protocol):
+    @property
+    def pending(self) -> bool:
+        """Text arrived that the message does not show yet (held back by the throttle)."""
+        ...
+
     async def start(self, status: str | None) -> None: ...
     async def status(self, text: str) -> None: ...
     async def append(self, delta: str) -> None: ...
+    async def flush(self) -> None: ...
     async def finish(self, final: FinalAnswer | None) -> None: ...
 
 
@@ -179,6 +187,10 @@ class _Throttle:
     def mark(self) -> None:
         self.last = self.clock()
 
+    def wait(self) -> float:
+        """Seconds until the next edit is allowed (0 when it is due now)."""
+        return max(0.0, self.last + self.interval - self.clock())
+
 
 class EditSink:
     """A placeholder message edited with ``chat.update``; overflow continues in a new message."""
@@ -192,6 +204,11 @@ class EditSink:
         self.current = ""  # Markdown of the message being written
         self.shown: str | None = None  # mrkdwn text the current message shows
         self.posted: list[str] = []
+        self._dirty = False
+
+    @property
+    def pending(self) -> bool:
+        return self._dirty
 
     async def start(self, status: str | None) -> None:
         text = f"_{escape(status)}_" if status else PLACEHOLDER
@@ -239,10 +256,16 @@ class EditSink:
             self.current = rest
             text, blocks = answer_blocks(rest, None)
             await self._post(text, blocks)
+        self._dirty = True
         if self.throttle.due():
-            await self._edit(self.current)
+            await self.flush()
+
+    async def flush(self) -> None:
+        self._dirty = False
+        await self._edit(self.current)
 
     async def finish(self, final: FinalAnswer | None) -> None:
+        self._dirty = False
         await self._edit(self.current.rstrip(), final, force=True)
 
 
@@ -258,6 +281,10 @@ class NativeStreamSink:
         self.streamed = 0  # Markdown characters in the current streamed message
         self.buffer = ""
         self.posted: list[str] = []
+
+    @property
+    def pending(self) -> bool:
+        return bool(self.buffer)
 
     async def start(self, status: str | None) -> None:
         response = await self.client.chat_startStream(
@@ -276,6 +303,9 @@ class NativeStreamSink:
 
     async def status(self, text: str) -> None:
         return None  # the streaming message shows its own progress until text arrives
+
+    async def flush(self) -> None:
+        await self._flush()
 
     async def _flush(self) -> None:
         if self.buffer and self.ts is not None:
@@ -368,9 +398,39 @@ class SlackReplyRenderer:
             await self.on_posted()
         return sink
 
+    async def _events(self, events: AsyncIterator[ReplyEvent]) -> AsyncIterator[ReplyEvent]:
+        """The engine's events; while text is held back by the throttle and the next event is
+        slow to come, the held-back text is shown as soon as the throttle allows."""
+        iterator = aiter(events)
+        upcoming: asyncio.Future[ReplyEvent] | None = None
+        try:
+            while True:
+                if upcoming is None:
+                    upcoming = asyncio.ensure_future(anext(iterator))
+                sink = self.sink
+                timeout = self.throttle.wait() if sink is not None and sink.pending else None
+                done, _ = await asyncio.wait({upcoming}, timeout=timeout)
+                if not done:
+                    if sink is not None:
+                        await sink.flush()
+                    continue
+                try:
+                    event = upcoming.result()
+                except StopAsyncIteration:
+                    return
+                upcoming = None
+                yield event
+        finally:
+            if upcoming is not None and not upcoming.done():
+                upcoming.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                    await upcoming
+
     async def render(self, events: AsyncIterator[ReplyEvent]) -> FinalAnswer | None:
         final: FinalAnswer | None = None
-        async for event in events:
+        async for event in self._events(events):
+            if final is not None:
+                continue  # FinalAnswer is last; drain whatever follows so the engine finishes
             if isinstance(event, Status):
                 if self.sink is None:
                     await self._start(event.text)
@@ -384,7 +444,6 @@ class SlackReplyRenderer:
                 await sink.append(event.text)
             elif isinstance(event, FinalAnswer):
                 final = event
-                break
         if final is None:
             if self.sink is not None:
                 await self.sink.finish(None)

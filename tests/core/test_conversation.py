@@ -168,3 +168,20 @@ async def test_model_down_and_nothing_found_is_an_error_not_a_trace(
     assert final.kind == "error"
     assert "HTTP 503" in final.text
     assert "Traceback" not in final.text
+
+
+async def test_redis_connection_loss_loses_nothing(
+    start_runtime: Any, model_settings: dict[str, Any], openai_server: FakeOpenAI, redis_cleanup: Any,
+    redis_prefix: str,
+) -> None:
+    runtime: Runtime = await start_runtime(**model_settings)
+    await ask(runtime.engine, "How do I request a laptop?", thread="t")
+    clients = await redis_cleanup.client_list()
+    ours = [c["id"] for c in clients if c.get("name") == f"bothbot:{redis_prefix}"]
+    assert ours, "the runtime's connections carry its name"
+    for client_id in ours:
+        await redis_cleanup.client_kill_filter(_id=client_id)
+    answer = await ask(runtime.engine, "How do I request a laptop again?", thread="t")
+    assert answer.kind == "answer"
+    sent = _contents(openai_server.chat_requests[-1].body)
+    assert "How do I request a laptop?" in sent  # history survived the reconnect

@@ -1,0 +1,118 @@
+"""Pure conversions: who is addressed, the text the engine sees, admin checks, command lines, custom ids."""
+
+from __future__ import annotations
+
+import pytest
+
+from adapters.discord.convert import (
+    MessageFacts,
+    addressed,
+    clean_text,
+    command_line,
+    command_to_incoming,
+    feedback_custom_id,
+    is_admin,
+    message_to_incoming,
+    parse_feedback_custom_id,
+    thread_name,
+)
+from bot.commands import split_command
+
+BOT = "900"
+
+
+def facts(**overrides: object) -> MessageFacts:
+    values: dict[str, object] = {
+        "message_id": "1",
+        "channel_id": "10",
+        "guild_id": "100",
+        "author_id": "7",
+        "author_name": "alice",
+        "author_is_bot": False,
+        "content": "hello",
+    }
+    values.update(overrides)
+    return MessageFacts(**values)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "context", "expected"),
+    [
+        ({"guild_id": None}, {}, "dm"),
+        ({"mentioned_user_ids": (BOT,)}, {}, "mention"),
+        ({"mentioned_role_ids": ("55",)}, {"bot_role_ids": ("55",)}, "mention"),
+        ({}, {}, None),
+        ({}, {"in_bot_thread": True}, "followup"),
+        ({"content": ""}, {"in_bot_thread": True}, None),  # no message-content intent: nothing to answer
+        ({}, {"replies_to_bot": True}, "reply_followup"),
+        ({"author_is_bot": True, "mentioned_user_ids": (BOT,)}, {}, None),
+        ({"author_id": BOT, "guild_id": None}, {}, None),
+        ({"is_system": True, "mentioned_user_ids": (BOT,)}, {}, None),
+    ],
+)
+def test_addressed(overrides: dict[str, object], context: dict[str, object], expected: str | None) -> None:
+    assert addressed(facts(**overrides), BOT, **context) == expected  # type: ignore[arg-type]
+
+
+def test_clean_text_drops_bot_mentions_and_names_other_users() -> None:
+    text = f"<@{BOT}>  ask <@!{BOT}> about <@42> and <@&55> <@&66>"
+    assert clean_text(text, BOT, ("55",), {"42": "bob"}) == "ask about @bob and <@&66>"
+
+
+def test_message_to_incoming_keys_by_guild_channel_and_thread() -> None:
+    msg = message_to_incoming(
+        facts(content=f"<@{BOT}> why?", mentioned_user_ids=(BOT,)), BOT, channel_id="10", thread="1", is_mention=True
+    )
+    assert (msg.platform, msg.workspace, msg.channel, msg.thread) == ("discord", "100", "10", "1")
+    assert msg.text == "why?"
+    assert msg.event_id == "discord:message:1"
+    assert msg.channel_key == "discord:100:10"
+    dm = message_to_incoming(facts(guild_id=None), BOT, channel_id="10", thread=None)
+    assert dm.is_direct and dm.workspace == "@me"
+
+
+def test_command_in_a_thread_applies_to_the_parent_channel() -> None:
+    common = {"interaction_id": "5", "guild_id": "100", "user_id": "7", "user_name": "a", "line": "reset"}
+    in_thread = command_to_incoming(channel_id="11", parent_id="10", is_admin=False, **common)  # type: ignore[arg-type]
+    assert (in_thread.channel, in_thread.thread, in_thread.command) == ("10", "11", True)
+    top = command_to_incoming(channel_id="10", parent_id=None, is_admin=True, **common)  # type: ignore[arg-type]
+    assert (top.channel, top.thread, top.is_admin) == ("10", "slash-7", True)
+
+
+@pytest.mark.parametrize(
+    ("permissions", "roles", "admin_roles", "expected"),
+    [
+        (1 << 5, [], [], True),  # Manage Server
+        (1 << 3, [], [], True),  # Administrator
+        ((1 << 11) | (1 << 10), [], [], False),
+        (0, ["77"], ["77"], True),
+        (0, ["78"], ["77"], False),
+    ],
+)
+def test_is_admin(permissions: int, roles: list[str], admin_roles: list[str], expected: bool) -> None:
+    assert is_admin(permissions, roles, admin_roles) is expected
+
+
+def test_dm_is_never_admin() -> None:
+    assert not is_admin(1 << 3, [], [], in_guild=False)
+
+
+def test_command_lines_survive_the_cores_parser() -> None:
+    assert split_command(command_line("model", "tuned")) == ("model", ["tuned"])
+    assert split_command(command_line("model", None)) == ("model", [])
+    assert split_command(command_line("kb", 'hr "docs"')) == ("kb", ['hr "docs"'])
+    assert command_line("ask", "what's up?") == "ask what's up?"
+
+
+def test_feedback_custom_id_round_trip_and_limits() -> None:
+    custom_id = feedback_custom_id("down", "0f" * 16)
+    assert len(custom_id) <= 100
+    assert parse_feedback_custom_id(custom_id) == ("down", "0f" * 16)
+    assert parse_feedback_custom_id("bothbot:fb:maybe:abc") is None
+    assert parse_feedback_custom_id("other:thing") is None
+
+
+def test_thread_name() -> None:
+    assert thread_name("  how do   I\nsecond line", "alice") == "how do I"
+    assert thread_name("", "alice") == "Question from alice"
+    assert len(thread_name("x" * 300, None)) == 100

@@ -1,0 +1,175 @@
+"""The live-reply renderer with a controlled clock, and the pure splitting/formatting functions."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from adapters.discord.render import LiveReply, final_pieces, format_citations, split_text
+from bot.messages import Citation, FinalAnswer, ReplyEvent, Status, TextDelta
+
+
+@dataclass
+class Clock:
+    now: float = 0.0
+    sleeps: list[float] = field(default_factory=list)
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        await asyncio.sleep(0)
+
+
+@dataclass
+class RecordingSink:
+    """An in-memory channel: what a user would see, with the time of every change."""
+
+    clock: Clock
+    messages: list[str] = field(default_factory=list)
+    changes: list[tuple[float, int, str]] = field(default_factory=list)
+    buttons: dict[int, str] = field(default_factory=dict)
+
+    async def post(self, content: str, *, feedback: FinalAnswer | None = None) -> int:
+        self.messages.append(content)
+        handle = len(self.messages) - 1
+        self._record(handle, content, feedback)
+        return handle
+
+    async def edit(self, handle: int, content: str, *, feedback: FinalAnswer | None = None) -> None:
+        self.messages[handle] = content
+        self._record(handle, content, feedback)
+
+    async def delete(self, handle: int) -> None:
+        self.messages[handle] = "<deleted>"
+
+    def _record(self, handle: int, content: str, feedback: FinalAnswer | None) -> None:
+        assert len(content) <= 2000
+        self.changes.append((self.clock.now, handle, content))
+        if feedback is not None:
+            self.buttons[handle] = feedback.trace_id
+
+
+async def stream(deltas: list[str], final: FinalAnswer, clock: Clock, step: float) -> AsyncIterator[ReplyEvent]:
+    yield Status("Searching the knowledge base…")
+    for delta in deltas:
+        clock.now += step  # the model takes `step` seconds per piece
+        await asyncio.sleep(0)
+        yield TextDelta(delta)
+    yield final
+
+
+async def test_edits_are_at_least_an_interval_apart_and_the_final_edit_is_always_sent() -> None:
+    clock = Clock()
+    sink = RecordingSink(clock)
+    deltas = [f"piece {i} " for i in range(50)]
+    text = "".join(deltas)
+    final = FinalAnswer(text=text, kind="answer", trace_id="t1", feedback=True)
+    live: LiveReply[int] = LiveReply(sink, interval=1.0, clock=clock, sleep=clock.sleep)
+
+    result = await live.run(stream(deltas, final, clock, step=0.1))
+
+    assert result == final
+    assert sink.messages == [text]
+    assert sink.buttons == {0: "t1"}
+    times = [t for t, _, _ in sink.changes[:-1]]  # every change but the final one is throttled
+    assert all(b - a >= 1.0 for a, b in zip(times, times[1:], strict=False))
+    assert len(sink.changes) <= clock.now / 1.0 + 2  # about once a second, not once per piece
+    assert len(sink.changes) < len(deltas)
+    assert sink.changes[0][2].startswith("-# Searching")
+
+
+async def test_a_duplicate_event_posts_nothing() -> None:
+    async def nothing() -> AsyncIterator[ReplyEvent]:
+        return
+        yield
+
+    sink = RecordingSink(Clock())
+    assert await LiveReply(sink).run(nothing()) is None
+    assert sink.messages == []
+
+
+async def test_a_command_reply_is_one_message_without_buttons() -> None:
+    async def one() -> AsyncIterator[ReplyEvent]:
+        yield FinalAnswer(text="Done.", kind="command", trace_id="t2", ephemeral=True)
+
+    sink = RecordingSink(Clock())
+    await LiveReply(sink).run(one())
+    assert sink.messages == ["Done."]
+    assert sink.buttons == {}
+
+
+async def test_long_stream_grows_into_new_messages_and_earlier_ones_stay_put() -> None:
+    clock = Clock()
+    sink = RecordingSink(clock)
+    deltas = [f"sentence number {i} is here. " for i in range(300)]  # ~8,600 characters
+    text = "".join(deltas)
+    final = FinalAnswer(
+        text=text,
+        kind="answer",
+        trace_id="t3",
+        feedback=True,
+        citations=(Citation(index=1, title="Doc", source="doc.md", url="https://x.example/doc"),),
+    )
+    live: LiveReply[int] = LiveReply(sink, interval=0.0, clock=clock, sleep=clock.sleep)
+
+    await live.run(stream(deltas, final, clock, step=0.01))
+
+    assert len(sink.messages) >= 5
+    assert all(0 < len(m) <= 2000 for m in sink.messages)
+    assert " ".join(m.strip() for m in sink.messages).startswith(text.strip()[:5000])
+    assert sink.messages[-1].endswith("-# Sources: [1] [Doc](<https://x.example/doc>)")
+    assert list(sink.buttons) == [len(sink.messages) - 1]
+    for index in range(len(sink.messages) - 1):  # once the next message exists, this one stays put
+        next_posted = next(i for i, (_, h, _) in enumerate(sink.changes) if h == index + 1)
+        later = {c for _, h, c in sink.changes[next_posted:] if h == index}
+        assert later <= {sink.messages[index]}
+
+
+def test_split_prefers_paragraphs_and_keeps_code_blocks_closed() -> None:
+    code = "```python\n" + "\n".join(f"x_{i} = {i}" for i in range(300)) + "\n```"
+    pieces = split_text("Intro paragraph.\n\n" + code, 2000)
+    assert all(len(p) <= 2000 for p in pieces)
+    assert pieces[0].startswith("Intro paragraph.")
+    for piece in pieces:
+        assert piece.count("```") % 2 == 0, "every piece opens and closes its code block"
+    assert pieces[1].startswith("```python\n")
+
+
+def test_split_hard_cuts_a_single_huge_word() -> None:
+    pieces = split_text("x" * 4500, 2000)
+    assert [len(p) for p in pieces] == [1992, 1992, 516]
+    assert "".join(pieces) == "x" * 4500
+
+
+@pytest.mark.parametrize("n", [0, 1, 1999, 2000])
+def test_short_texts_stay_whole(n: int) -> None:
+    assert split_text("a" * n) == ["a" * n]
+
+
+def test_citations_are_a_compact_line_and_never_overflow() -> None:
+    citations = tuple(
+        Citation(index=i, title=f"Title [{i}] *bold*", source=f"s{i}.md", url=f"https://w.example/{i}", heading="Setup")
+        for i in range(1, 60)
+    )
+    line = format_citations(citations)
+    assert line.startswith("-# Sources: [1] [Title \\[1\\] \\*bold\\* — Setup](<https://w.example/1>) · [2]")
+    assert len(line) <= 2000 and line.endswith(" · …")
+    assert format_citations((Citation(index=1, title="Local", source="notes.md", url="file:///x"),)) == (
+        "-# Sources: [1] Local"
+    )
+
+
+def test_final_pieces_put_sources_in_their_own_message_when_full() -> None:
+    final = FinalAnswer(
+        text="y" * 1990,
+        kind="answer",
+        trace_id="t",
+        citations=(Citation(index=1, title="Doc", source="d.md"),),
+    )
+    assert final_pieces(final) == ["y" * 1990, "-# Sources: [1] Doc"]
