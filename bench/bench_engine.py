@@ -19,12 +19,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bot.messages import FinalAnswer, IncomingMessage  # noqa: E402
-from bot.runtime import Runtime  # noqa: E402
-from bot.settings import load_settings  # noqa: E402
-from tests.fakes.openai_server import FakeOpenAI  # noqa: E402
+from bot.messages import FinalAnswer, IncomingMessage
+from bot.runtime import Runtime
+from bot.settings import load_settings
+from tests.fakes.openai_server import FakeOpenAI
 
 TOPICS = ["laptops", "holidays", "vpn", "expenses", "onboarding", "security", "travel", "payroll"]
+
+
+def write_corpus(docs: Path) -> None:
+    docs.mkdir()
+    for i, topic in enumerate(TOPICS * 25):
+        Path(docs, f"{topic}-{i}.md").write_text(
+            f"# {topic.title()} {i}\n\n## Policy\n\nThe {topic} policy number {i} says to open a ticket "
+            f"with the {topic} team and wait {i % 7 + 1} days.\n\n## Contacts\n\nAsk #{topic}-help.\n"
+        )
 
 
 async def main() -> None:
@@ -36,12 +45,7 @@ async def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         docs = Path(tmp, "docs")
-        docs.mkdir()
-        for i, topic in enumerate(TOPICS * 25):
-            Path(docs, f"{topic}-{i}.md").write_text(
-                f"# {topic.title()} {i}\n\n## Policy\n\nThe {topic} policy number {i} says to open a ticket "
-                f"with the {topic} team and wait {i % 7 + 1} days.\n\n## Contacts\n\nAsk #{topic}-help.\n"
-            )
+        write_corpus(docs)
         async with FakeOpenAI(reply_text="Open a ticket with the team and wait [1]. " * 5) as fake:
             prefix = f"bench:{uuid.uuid4().hex[:8]}"
             settings = load_settings(
@@ -84,7 +88,8 @@ async def main() -> None:
     state = "in-process" if args.memory else "Redis"
     print(f"engine, {args.answers} answers, state {state}, 200 documents, 60-word streamed answers")
     print(f"  wall per answer: p50 {ms(walls, 0.5)}, p99 {ms(walls, 0.99)}, mean {statistics.mean(walls)*1000:.2f} ms")
-    print(f"  CPU per answer (bot + in-process fake server): p50 {ms(cpus, 0.5)}, mean {statistics.mean(cpus)*1000:.2f} ms")
+    cpu_mean = statistics.mean(cpus) * 1000
+    print(f"  CPU per answer (bot + in-process fake server): p50 {ms(cpus, 0.5)}, mean {cpu_mean:.2f} ms")
 
 
 if __name__ == "__main__":

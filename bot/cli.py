@@ -32,6 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("config", help="print the effective settings, secrets masked")
     sub.add_parser("slack", help="run the Slack adapter (Socket Mode with SLACK_APP_TOKEN, else HTTP)")
     sub.add_parser("discord", help="run the Discord adapter")
+    serve = sub.add_parser(
+        "serve", help="run several adapters in one process (one embedded knowledge base, one runtime)"
+    )
+    serve.add_argument("platforms", nargs="+", choices=("slack", "discord"), metavar="PLATFORM",
+                       help="slack and/or discord")
     retrieval_cli.register(sub)
     return parser
 
@@ -72,6 +77,11 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from adapters.discord.client import run_discord
 
         await run_discord(settings)
+        return 0
+    if args.command == "serve":
+        from adapters.serve import serve
+
+        await serve(settings, args.platforms)
         return 0
     raise AssertionError(f"unhandled command {args.command}")  # argparse rejects unknown ones
 

@@ -138,7 +138,10 @@ class CommandRunner:
 
     async def _status(self, msg: IncomingMessage, args: list[str]) -> CommandResult:
         channel = await self._channels.get(msg.channel_key)
-        model = self._router.profiles[channel.profile].model if channel.profile else "none (retrieval-only)"
+        if channel.profile:
+            model_line = f"• model: profile `{channel.profile}` (`{self._router.profiles[channel.profile].model}`)"
+        else:
+            model_line = "• model: none — answers are retrieval-only"
         chunks = await self._knowledge.count(list(channel.kbs))
         turns = len(await self._state.history(msg.conversation_key)) // 2
         state = "in-process (not shared, lost at exit)" if self._state.in_process else "Redis"
@@ -146,12 +149,12 @@ class CommandRunner:
             "\n".join(
                 [
                     f"Channel `{msg.channel_key}`",
-                    f"• profile: `{channel.profile or 'none'}` (model `{model}`)",
+                    model_line,
                     f"• retrieval: {'on' if channel.rag else 'off'}",
                     f"• knowledge bases: {', '.join(channel.kbs)} ({chunks} chunks)",
                     f"• thread follow-ups: {'on' if channel.thread_followups else 'off'}; "
                     f"reply mode: {channel.reply_mode}",
-                    f"• this conversation: {turns} turns remembered",
+                    f"• this conversation: {turns} turn{'' if turns == 1 else 's'} remembered",
                     f"• state: {state}",
                 ]
             )

@@ -5,13 +5,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from retrieval.factory import open_knowledge_base
-
 from bot.engine import Engine
 from bot.model_client import ModelRouter
 from bot.settings import Settings
 from bot.state import StateStore, connect_redis
 from retrieval.api import KnowledgeBase
+from retrieval.factory import open_knowledge_base
 
 log = logging.getLogger(__name__)
 

@@ -210,13 +210,15 @@ class Settings(BaseSettings):
         validation_alias=_env("DISCORD_GATEWAY_URL"),
         description="ws(s):// gateway; unset = the URL {DISCORD_API_URL}/gateway returns.",
     )
-    discord_admin_roles: tuple[str, ...] = Field(default=(), description="Role ids allowed to change settings.")
+    discord_admin_roles: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), description="Role ids allowed to change settings (env: comma-separated, 123,456)."
+    )
     discord_message_content: bool = Field(default=False, description="Use the privileged message-content intent.")
     discord_shard_count: int | None = Field(
         default=None, ge=1, description="Total shards across all processes; set = AutoShardedClient."
     )
-    discord_shard_ids: tuple[int, ...] | None = Field(
-        default=None, description="Shards this process runs (needs discord_shard_count); unset = all."
+    discord_shard_ids: Annotated[tuple[int, ...] | None, NoDecode] = Field(
+        default=None, description="Shards this process runs, e.g. 0,1 (needs discord_shard_count); unset = all."
     )
     discord_edit_interval_seconds: float = Field(
         default=1.0, ge=0.0, le=10.0, description="Minimum time between edits of a streaming Discord reply."
@@ -227,6 +229,27 @@ class Settings(BaseSettings):
     discord_thread_archive_minutes: Literal[60, 1440, 4320, 10080] = Field(
         default=1440, description="Auto-archive time of the threads the bot opens for answers."
     )
+
+    @field_validator("discord_admin_roles", mode="before")
+    @classmethod
+    def _split_discord_roles(cls, value: Any) -> Any:
+        return cls._discord_split(value) if isinstance(value, str) else value
+
+    @field_validator("discord_shard_ids", mode="before")
+    @classmethod
+    def _split_discord_shards(cls, value: Any) -> Any:
+        return (cls._discord_split(value) or None) if isinstance(value, str) else value
+
+    @staticmethod
+    def _discord_split(value: str) -> tuple[str, ...]:
+        """``"1, 2"``, ``"1;2"`` or ``"[1,2]"`` from an environment variable → ``("1", "2")``."""
+        parts = (p.strip().strip("\"'") for p in value.strip().strip("[]").replace(";", ",").split(","))
+        return tuple(p for p in parts if p)
+
+    @field_validator("discord_gateway_url")
+    @classmethod
+    def _valid_discord_gateway(cls, value: str | None) -> str | None:
+        return _check_url(value, "DISCORD_GATEWAY_URL", ("ws", "wss"))
     # --- end discord ---
 
     @classmethod

@@ -7,8 +7,8 @@ number of replicas can share one Redis and see each other's changes on the next 
 from __future__ import annotations
 
 import json
-import re
 import logging
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass

@@ -23,7 +23,16 @@ _SETEXT = re.compile(r"^ {0,3}(=+|-+)\s*$")
 _SENTENCE = re.compile(r"(?<=[.!?。！？])\s+")
 
 
+_ASCII_NONWORD = str.maketrans({chr(c): " " for c in range(128) if not (chr(c).isalnum() or chr(c) == "_")})
+_ASCII_MARKS = str.maketrans(
+    {chr(c): None for c in range(128) if not (chr(c).isalnum() or chr(c) == "_" or chr(c).isspace())}
+)
+
+
 def count_tokens(text: str) -> int:
+    """Words (``\\w+`` runs) plus punctuation marks; C-speed for ASCII text, a regex otherwise."""
+    if text.isascii():
+        return len(text.translate(_ASCII_NONWORD).split()) + len(text) - len(text.translate(_ASCII_MARKS))
     return len(_TOKEN.findall(text))
 
 

@@ -28,6 +28,14 @@ class RetrievalConfig(BaseModel):
         description="Tokens repeated from the end of one chunk at the start of the next.",
     )
 
+    ingest_workers: int = Field(
+        default=1,
+        ge=0,
+        le=32,
+        description="Worker processes that chunk and analyse documents during large ingests "
+        "(0: a thread of the ingesting process).",
+    )
+
     # Sparse (BM25)
     bm25_k1: float = Field(default=1.2, ge=0.0, le=10.0, description="BM25 term-frequency saturation (k1).")
     bm25_b: float = Field(default=0.75, ge=0.0, le=1.0, description="BM25 document-length normalisation (b).")

@@ -17,11 +17,11 @@ file is gone), except sources of files that failed to load this time.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
+import multiprocessing
 import time
-import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,18 +29,19 @@ from typing import Any
 from tqdm import tqdm
 
 from retrieval.api import PUBLIC_SCOPE
-from retrieval.chunking import chunk_document
 from retrieval.config import RetrievalConfig
 from retrieval.documents import Document, LoadFailure
 from retrieval.embeddings import Embedder
 from retrieval.loaders import LoadOptions, iter_documents
-from retrieval.sparse import Bm25Encoder
+from retrieval.prepare import PreparedBatch, PreparedDoc, PrepareSettings, prepare_batch
+from retrieval.sparse import Bm25Encoder, SparseVec
 from retrieval.store.protocol import ChunkState, StoredPoint, VectorStore
 
-_NAMESPACE = uuid.UUID("5b0d7a4e-5f3c-4c1e-9a55-b07b0b07b0b7")
-_BATCH_CHUNKS = 512
-_LOAD_BATCH = 64
-_AVG_SAMPLE = 2_000
+_BATCH_CHUNKS = 512  # chunks per upsert (and per embeddings round)
+_LOAD_BATCH = 64  # documents per preparation job
+_AVG_SAMPLE = 2_000  # chunks that set the BM25 average length of a new store
+_POOL_AFTER = 8 * _LOAD_BATCH  # documents before a worker process is worth starting
+_OPTIMIZE_AFTER = 1_000  # chunks written that make an index optimisation worth it
 
 
 class ScopeError(ValueError):
@@ -87,18 +88,6 @@ class IngestReport:
         )
 
 
-@dataclass(slots=True)
-class _Prepared:
-    """One changed document, chunked and analysed, waiting for weights, vectors and writes."""
-
-    doc: Document
-    doc_hash: str
-    ids: list[str]
-    payloads: list[dict[str, Any]]
-    embed_texts: list[str]
-    terms: list[tuple[dict[int, int], int]]
-
-
 class Ingester:
     def __init__(
         self, store: VectorStore, encoder: Bm25Encoder, embedder: Embedder | None, config: RetrievalConfig
@@ -107,9 +96,15 @@ class Ingester:
         self.encoder = encoder
         self.embedder = embedder
         self.config = config
-        self._settings = (
-            f"{encoder.signature}|chunk:{config.chunk_tokens}/{config.chunk_overlap}|"
-            f"dense:{embedder.name if embedder else '-'}"
+        self.settings = PrepareSettings(
+            language=config.language,
+            stemming=config.stemming,
+            stop_words=config.stop_words,
+            k1=config.bm25_k1,
+            b=config.bm25_b,
+            chunk_tokens=config.chunk_tokens,
+            chunk_overlap=config.chunk_overlap,
+            dense=embedder.name if embedder else "-",
         )
 
     async def ingest_paths(
@@ -136,136 +131,64 @@ class Ingester:
         progress: bool = False,
     ) -> IngestReport:
         started = time.perf_counter()
-        report = IngestReport(kb=kb)
+        run = _Run(self, kb, scope)
         if self.embedder is not None:
             await self.store.ensure_dense(await self.embedder.dimensions())
-        stored: dict[str, list[ChunkState]] = {}
         for state in await self.store.inventory(kb):
-            stored.setdefault(state.source, []).append(state)
-        seen: set[str] = set()
-        pending: list[_Prepared] = []
-        pending_chunks = 0
+            run.stored.setdefault(state.source, []).append(state)
         bar = tqdm(desc=f"ingest {kb}", unit="doc", disable=not progress, leave=False)
         try:
             batch: list[Document] = []
             async for item in items:
                 if isinstance(item, LoadFailure):
-                    report.failures.append(item)
+                    run.report.failures.append(item)
                     continue
-                if item.source in seen:
-                    report.failures.append(LoadFailure(item.source, "duplicate source in this run; kept the first"))
+                if item.source in run.seen:
+                    run.report.failures.append(LoadFailure(item.source, "duplicate source in this run; kept the first"))
                     continue
-                seen.add(item.source)
-                report.documents += 1
+                run.seen.add(item.source)
+                run.report.documents += 1
                 bar.update(1)
                 batch.append(item)
                 if len(batch) >= _LOAD_BATCH:
-                    prepared = await asyncio.to_thread(self._prepare, batch, kb, scope, stored, report)
+                    await run.submit(batch)
                     batch = []
-                    pending.extend(prepared)
-                    pending_chunks += sum(len(p.ids) for p in prepared)
-                    if pending_chunks >= _BATCH_CHUNKS and (self.store.meta.avg_len or pending_chunks >= _AVG_SAMPLE):
-                        await self._write(pending, kb, stored, report)
-                        pending, pending_chunks = [], 0
             if batch:
-                pending.extend(await asyncio.to_thread(self._prepare, batch, kb, scope, stored, report))
-            await self._write(pending, kb, stored, report)
+                await run.submit(batch)
+            await run.finish()
             if prune_origins is not None:
-                await self._prune(kb, stored, seen, set(prune_origins), report)
-            if report.chunks_written:
+                await self._prune(run.stored, run.seen, set(prune_origins), run.report)
+            if run.report.chunks_written >= _OPTIMIZE_AFTER or (run.report.chunks_written and run.bulk):
                 await self.store.optimize()
         finally:
             bar.close()
-        report.seconds = time.perf_counter() - started
-        return report
+            await run.close()
+        run.report.seconds = time.perf_counter() - started
+        return run.report
 
-    def _doc_hash(self, doc: Document, scope: tuple[str, ...]) -> str:
-        h = hashlib.sha256()
-        for part in (self._settings, doc.format, doc.title, doc.url or "", ",".join(scope)):
-            h.update(part.encode())
-            h.update(b"\x1f")
-        h.update(json.dumps(dict(doc.metadata), sort_keys=True, default=str).encode())
-        h.update(b"\x1f")
-        h.update(doc.text.encode())
-        return h.hexdigest()[:32]
-
-    def _prepare(
-        self,
-        docs: list[Document],
-        kb: str,
-        run_scope: tuple[str, ...],
-        stored: dict[str, list[ChunkState]],
-        report: IngestReport,
-    ) -> list[_Prepared]:
-        """Chunk and analyse the documents that changed (blocking; runs in a thread)."""
-        out: list[_Prepared] = []
-        cfg = self.config
-        for doc in docs:
-            scope = doc.scope or run_scope
-            doc_hash = self._doc_hash(doc, scope)
-            old = stored.get(doc.source, [])
-            if old and all(s.doc_hash == doc_hash for s in old):
-                report.chunks_unchanged += len(old)
-                continue
-            report.documents_changed += 1
-            prepared = _Prepared(doc, doc_hash, [], [], [], [])
-            occurrences: dict[str, int] = {}
-            for chunk in chunk_document(doc, cfg.chunk_tokens, cfg.chunk_overlap):
-                heading = chunk.heading
-                embed_text = f"{doc.title}\n{heading}\n{chunk.text}" if heading else f"{doc.title}\n{chunk.text}"
-                content = hashlib.sha1(embed_text.encode(), usedforsecurity=False).hexdigest()
-                n = occurrences.get(content, 0)
-                occurrences[content] = n + 1
-                point_id = str(uuid.uuid5(_NAMESPACE, f"{kb}\x1f{doc.source}\x1f{content}\x1f{n}"))
-                counts, length = self.encoder.analyze(embed_text)
-                payload: dict[str, Any] = {
-                    "kb": kb,
-                    "scope": list(scope),
-                    "source": doc.source,
-                    "origin": doc.origin,
-                    "title": doc.title,
-                    "heading": heading,
-                    "url": doc.url,
-                    "position": chunk.position,
-                    "page": chunk.page,
-                    "format": doc.format,
-                    "text": chunk.text,
-                    "tokens": chunk.tokens,
-                    "terms": length,
-                    "meta": dict(doc.metadata),
-                }
-                payload["chunk_hash"] = _payload_hash(payload)
-                payload["doc_hash"] = doc_hash
-                prepared.ids.append(point_id)
-                prepared.payloads.append(payload)
-                prepared.embed_texts.append(embed_text)
-                prepared.terms.append((counts, length))
-            out.append(prepared)
-        return out
-
-    async def _write(
-        self, pending: list[_Prepared], kb: str, stored: dict[str, list[ChunkState]], report: IngestReport
+    async def write(
+        self, pending: list[PreparedDoc], stored: dict[str, list[ChunkState]], report: IngestReport
     ) -> None:
+        """Upsert new chunks, rewrite payloads of moved ones, delete vanished ones."""
         if not pending:
             return
         meta = self.store.meta
         if meta.avg_len is None:
-            lengths = [length for p in pending for _, length in p.terms]
-            meta.avg_len = max(1.0, sum(lengths) / len(lengths)) if lengths else None
-            if meta.avg_len is not None:
+            lengths = [n for p in pending for _, n in p.terms]
+            if lengths:
+                meta.avg_len = max(1.0, sum(lengths) / len(lengths))
                 await self.store.save_meta(meta)
         avg_len = meta.avg_len or 1.0
-        new_points: list[tuple[str, dict[int, int], int, str, dict[str, Any]]] = []
+        new_points: list[tuple[str, SparseVec, str, dict[str, Any]]] = []
         deletes: list[str] = []
         for prep in pending:
-            old = {s.id: s for s in stored.get(prep.doc.source, [])}
+            vectors = prep.vectors or [self.encoder.weights(c, n, avg_len) for c, n in prep.terms]
+            old = {s.id: s for s in stored.get(prep.source, [])}
             keep_ids: list[str] = []
-            for point_id, payload, text, (counts, length) in zip(
-                prep.ids, prep.payloads, prep.embed_texts, prep.terms, strict=True
-            ):
+            for point_id, payload, text, vector in zip(prep.ids, prep.payloads, prep.embed_texts, vectors, strict=True):
                 previous = old.pop(point_id, None)
                 if previous is None:
-                    new_points.append((point_id, counts, length, text, payload))
+                    new_points.append((point_id, vector, text, payload))
                 elif previous.chunk_hash != payload["chunk_hash"]:
                     await self.store.set_payload([point_id], payload)
                     report.chunks_updated += 1
@@ -279,11 +202,11 @@ class Ingester:
             part = new_points[i : i + _BATCH_CHUNKS]
             dense: list[list[float]] | list[None] = [None] * len(part)
             if self.embedder is not None:
-                dense = await self.embedder.embed_documents([p[3] for p in part])
+                dense = await self.embedder.embed_documents([p[2] for p in part])
                 report.embedding_calls += 1
             points = [
-                StoredPoint(pid, self.encoder.weights(counts, length, avg_len), payload, vec)
-                for (pid, counts, length, _, payload), vec in zip(part, dense, strict=True)
+                StoredPoint(pid, vector, payload, vec)
+                for (pid, vector, _, payload), vec in zip(part, dense, strict=True)
             ]
             await self.store.upsert(points)
             report.chunks_added += len(points)
@@ -292,7 +215,6 @@ class Ingester:
 
     async def _prune(
         self,
-        kb: str,
         stored: dict[str, list[ChunkState]],
         seen: set[str],
         origins: set[str],
@@ -308,12 +230,6 @@ class Ingester:
             gone.extend(s.id for s in states)
         await self.store.delete(gone)
         report.chunks_removed += len(gone)
-
-
-def _payload_hash(payload: dict[str, Any]) -> str:
-    return hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode(), usedforsecurity=False).hexdigest()[
-        :20
-    ]
 
 
 async def _threaded(iterator: Iterator[Document | LoadFailure]) -> AsyncIterator[Document | LoadFailure]:
@@ -335,3 +251,67 @@ async def _threaded(iterator: Iterator[Document | LoadFailure]) -> AsyncIterator
                 return
             if isinstance(item, Document | LoadFailure):
                 yield item
+
+
+class _Run:
+    """State of one ingest: what is stored, what was seen, preparation jobs in flight."""
+
+    def __init__(self, ingester: Ingester, kb: str, scope: tuple[str, ...]) -> None:
+        self.ingester = ingester
+        self.kb = kb
+        self.scope = scope
+        self.report = IngestReport(kb=kb)
+        self.stored: dict[str, list[ChunkState]] = {}
+        self.seen: set[str] = set()
+        self.inflight: deque[asyncio.Future[PreparedBatch]] = deque()
+        self.pending: list[PreparedDoc] = []
+        self.pending_chunks = 0
+        self.submitted = 0
+        self.pool: ProcessPoolExecutor | None = None
+        self.bulk = False
+
+    async def submit(self, docs: list[Document]) -> None:
+        self.submitted += len(docs)
+        workers = self.ingester.config.ingest_workers
+        if self.pool is None and workers > 0 and self.submitted > _POOL_AFTER:
+            self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+            self.bulk = True
+        known = {
+            d.source: (frozenset(s.doc_hash for s in states), len(states))
+            for d in docs
+            if (states := self.stored.get(d.source))
+        }
+        args = (self.ingester.settings, docs, self.kb, self.scope, known, self.ingester.store.meta.avg_len)
+        if self.pool is not None:
+            future = asyncio.get_running_loop().run_in_executor(self.pool, prepare_batch, *args)
+        else:
+            future = asyncio.ensure_future(asyncio.to_thread(prepare_batch, *args))
+        self.inflight.append(future)
+        # With a worker process, keep it busy while this process writes; a thread gains nothing.
+        while len(self.inflight) > (2 * workers if self.pool is not None else 0):
+            await self._absorb(await self.inflight.popleft())
+
+    async def _absorb(self, batch: PreparedBatch) -> None:
+        self.report.chunks_unchanged += batch.unchanged_chunks
+        self.report.documents_changed += len(batch.docs)
+        self.pending.extend(batch.docs)
+        self.pending_chunks += sum(len(d.ids) for d in batch.docs)
+        if self.pending_chunks >= _BATCH_CHUNKS and (
+            self.ingester.store.meta.avg_len is not None or self.pending_chunks >= _AVG_SAMPLE
+        ):
+            await self._flush()
+
+    async def _flush(self) -> None:
+        pending, self.pending, self.pending_chunks = self.pending, [], 0
+        await self.ingester.write(pending, self.stored, self.report)
+
+    async def finish(self) -> None:
+        while self.inflight:
+            await self._absorb(await self.inflight.popleft())
+        await self._flush()
+
+    async def close(self) -> None:
+        for future in self.inflight:
+            future.cancel()
+        if self.pool is not None:
+            await asyncio.to_thread(self.pool.shutdown, True, cancel_futures=True)

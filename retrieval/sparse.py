@@ -23,6 +23,9 @@ from retrieval.stopwords import STOP_WORDS
 
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
 _WORD = re.compile(rf"[{_CJK}]|[^\W_{_CJK}]+(?:['’][^\W_{_CJK}]+)*")
+# ASCII fast path: every ASCII character that is not a letter, digit or apostrophe becomes a space,
+# then str.split() finds the words (same words as _WORD for ASCII text, apostrophes trimmed later).
+_ASCII_WORDS = str.maketrans({chr(c): " " for c in range(128) if not (chr(c).isalnum() or chr(c) == "'")})
 _MAX_TERM = 64
 _CACHE_LIMIT = 500_000
 
@@ -69,7 +72,7 @@ class Bm25Encoder:
         ids = self._ids
         out: list[int] = []
         append = out.append
-        for word in _WORD.findall(text):
+        for word in text.translate(_ASCII_WORDS).replace("''", " ").split() if text.isascii() else _WORD.findall(text):
             tid = ids.get(word)
             if tid is None:
                 tid = self._learn(word)
@@ -78,8 +81,8 @@ class Bm25Encoder:
         return out
 
     def _learn(self, word: str) -> int:
-        base = word[:-2] if word.endswith(("'s", "’s")) else word
-        base = base.replace("’", "'")
+        base = word.replace("’", "'").strip("'")
+        base = base[:-2] if base.endswith("'s") else base
         if base in self._stop or not base:
             tid = -1
         else:
@@ -95,16 +98,15 @@ class Bm25Encoder:
         text = text.casefold()
         if not text.isascii():
             text = unicodedata.normalize("NFKC", text)
-        ids = self._ids
-        counts: dict[int, int] = {}
-        length = 0
-        for word, n in Counter(_WORD.findall(text)).items():
-            tid = ids.get(word)
-            if tid is None:
-                tid = self._learn(word)
-            if tid >= 0:
-                counts[tid] = counts.get(tid, 0) + n
-                length += n
+        words = text.translate(_ASCII_WORDS).replace("''", " ").split() if text.isascii() else _WORD.findall(text)
+        lookup = self._ids.get
+        tids = list(map(lookup, words))  # C-level loop; None marks a word not seen before
+        if None in tids:
+            for word in set(words).difference(self._ids):
+                self._learn(word)
+            tids = list(map(lookup, words))
+        counts: dict[int, int] = Counter(tids)  # type: ignore[arg-type]
+        length = len(tids) - counts.pop(-1, 0)
         return counts, length
 
     def weights(self, counts: dict[int, int], length: int, avg_len: float) -> SparseVec:

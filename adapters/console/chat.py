@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import uuid
+from collections.abc import AsyncIterator
 from typing import TextIO
 
 from adapters.console.render import render_reply
@@ -32,6 +34,26 @@ def to_message(line: str, *, channel: str, user: str) -> IncomingMessage:
     )
 
 
+async def read_lines(stdin: TextIO) -> AsyncIterator[str]:
+    """Lines from ``stdin`` without blocking the loop; a daemon thread reads, so Ctrl-C never waits on it."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[str] = asyncio.Queue(maxsize=64)
+
+    def reader() -> None:
+        while True:
+            line = stdin.readline()
+            try:
+                asyncio.run_coroutine_threadsafe(queue.put(line), loop).result()
+            except RuntimeError:  # the loop has closed: the chat is over
+                return
+            if not line:
+                return
+
+    threading.Thread(target=reader, name="bothbot-stdin", daemon=True).start()
+    while line := await queue.get():
+        yield line
+
+
 async def run_chat(
     engine: Engine,
     *,
@@ -47,11 +69,12 @@ async def run_chat(
         for line in banner:
             stderr.write(f"{line}\n")
         stderr.write("Ask a question; /help lists commands, /quit or Ctrl-D leaves.\n")
+    lines = read_lines(stdin)
     while True:
         if interactive:
             stdout.write("you> ")
             stdout.flush()
-        line = await asyncio.to_thread(stdin.readline)
+        line = await anext(lines, "")
         if not line:
             if interactive:
                 stdout.write("\n")

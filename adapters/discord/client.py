@@ -1,7 +1,9 @@
 """Wiring: a real ``discord.Client`` (or ``AutoShardedClient``) bound to a started Runtime.
 
-``run_discord(settings)`` is what ``bothbot discord`` runs. ``build_client(runtime)`` is the
-building block tests use: it returns a client that only needs ``await client.start(token)``.
+``run_discord(settings)`` is what ``bothbot discord`` runs. The building blocks: ``build_client
+(runtime)`` returns a client that only needs starting (tests start it themselves), and
+``serve_discord(client, token)`` runs it with clear start-up errors (for a process that runs
+several adapters on one Runtime).
 
 Endpoints: ``DISCORD_API_URL`` becomes ``discord.http.Route.BASE`` and the gateway URL becomes
 ``DiscordWebSocket.DEFAULT_GATEWAY``. Both are class attributes in discord.py, so they are
@@ -17,7 +19,6 @@ import contextlib
 import logging
 import signal
 from typing import Any
-from urllib.parse import urlsplit
 
 import discord
 import yarl
@@ -42,11 +43,8 @@ TOKEN_HELP = (
 def configure_endpoints(settings: Settings) -> None:
     """Point discord.py at ``DISCORD_API_URL`` and, when given, ``DISCORD_GATEWAY_URL``."""
     Route.BASE = settings.discord_api_url.rstrip("/")
-    if settings.discord_gateway_url:
-        url = settings.discord_gateway_url
-        if urlsplit(url).scheme not in ("ws", "wss"):
-            raise ConfigError(f"DISCORD_GATEWAY_URL={url!r} must start with ws:// or wss://")
-        DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(url)
+    if settings.discord_gateway_url:  # the settings validator checked it is ws:// or wss://
+        DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.discord_gateway_url)
 
 
 def build_intents(settings: Settings) -> discord.Intents:
@@ -93,7 +91,8 @@ class _Wiring:
                 fallback = DiscordWebSocket.DEFAULT_GATEWAY
                 log.warning("could not ask %s/gateway (%s); using %s", Route.BASE, exc, fallback)
         log.info("Discord gateway: %s", DiscordWebSocket.DEFAULT_GATEWAY)
-        if settings.discord_sync_commands:
+        shards = settings.discord_shard_ids
+        if settings.discord_sync_commands and (shards is None or 0 in shards):  # one process registers
             try:
                 synced = await self.tree.sync()
                 log.info("registered /bothbot with %d subcommands", len(synced[0].options) if synced else 0)
@@ -127,16 +126,15 @@ def build_client(runtime: Runtime, settings: Settings | None = None) -> discord.
     settings = settings or runtime.settings
     configure_endpoints(settings)
     shards = _shard_options(settings)
-    cls: type[discord.Client] = ShardedBothbotClient if shards else BothbotClient
-    client = cls(
+    cls = ShardedBothbotClient if shards else BothbotClient
+    client: BothbotClient | ShardedBothbotClient = cls(
         intents=build_intents(settings),
-        max_messages=None,
+        max_messages=None,  # no message cache: nothing here reads old messages
         chunk_guilds_at_startup=False,
         member_cache_flags=discord.MemberCacheFlags.none(),
         allowed_mentions=discord.AllowedMentions.none(),
         **shards,
     )
-    assert isinstance(client, _Wiring)
     state = runtime.state
     memory = ConversationMemory(state.redis, state.key, settings.history_ttl_seconds)
     options = AdapterOptions(
@@ -155,19 +153,49 @@ def build_client(runtime: Runtime, settings: Settings | None = None) -> discord.
 
 
 async def _tree_error(interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
+    """Errors before a subcommand ran (unknown or outdated command, bad option): say so, briefly."""
     log.warning("slash command failed (interaction %s): %s", interaction.id, error, exc_info=error)
+    if isinstance(error, app_commands.CommandNotFound | app_commands.CommandSignatureMismatch):
+        text = "I don't know that command (Discord may still show an old version). Try `/bothbot help`."
+    elif isinstance(error, app_commands.TransformerError):
+        text = f"That value doesn't fit: {error}"
+    else:
+        text = f"Sorry — that command failed on my side (ref `{interaction.id}`)."
     if not interaction.response.is_done():
-        with contextlib.suppress(discord.HTTPException):
-            await interaction.response.send_message(
-                "I don't know that command. Try `/bothbot help`.", ephemeral=True
-            )
+        with contextlib.suppress(Exception):
+            await interaction.response.send_message(text[:2000], ephemeral=True)
 
 
-async def run_discord(settings: Settings) -> None:
-    """``bothbot discord``: connect, answer until SIGTERM/SIGINT, then close cleanly."""
+def discord_token(settings: Settings) -> str:
+    """The bot token, or a :class:`ConfigError` naming ``DISCORD_TOKEN``."""
     token = settings.discord_token.get_secret_value().strip() if settings.discord_token else ""
     if not token:
         raise ConfigError(TOKEN_HELP)
+    return token
+
+
+async def serve_discord(client: discord.Client, token: str) -> None:
+    """Run a built client until it is closed; start-up refusals become clear :class:`ConfigError`s.
+
+    For a process that runs several adapters on one Runtime: ``build_client(runtime)`` then this.
+    """
+    try:
+        await client.start(token)
+    except discord.LoginFailure:
+        raise ConfigError("Discord rejected DISCORD_TOKEN (401). Reset the bot token and set it again.") from None
+    except discord.PrivilegedIntentsRequired:
+        raise ConfigError(
+            "Discord refused the message-content intent. Enable MESSAGE CONTENT INTENT for the bot in the "
+            "developer portal (Bot → Privileged Gateway Intents), or set BOTHBOT_DISCORD_MESSAGE_CONTENT=false."
+        ) from None
+    finally:
+        if not client.is_closed():
+            await client.close()
+
+
+async def run_discord(settings: Settings) -> None:
+    """``bothbot discord``: connect, answer until SIGTERM or Ctrl-C, then close cleanly."""
+    token = discord_token(settings)
     _shard_options(settings)  # fail before opening anything
     configure_endpoints(settings)
     runtime = await Runtime.start(settings)
@@ -179,17 +207,8 @@ async def run_discord(settings: Settings) -> None:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal.SIGTERM, lambda: asyncio.ensure_future(client.close()))
         try:
-            await client.start(token)
-        except discord.LoginFailure:
-            raise ConfigError("Discord rejected DISCORD_TOKEN (401). Reset the bot token and set it again.") from None
-        except discord.PrivilegedIntentsRequired:
-            raise ConfigError(
-                "Discord refused the message-content intent. Enable MESSAGE CONTENT INTENT for the bot in the "
-                "developer portal (Bot → Privileged Gateway Intents), or set BOTHBOT_DISCORD_MESSAGE_CONTENT=false."
-            ) from None
+            await serve_discord(client, token)
         finally:
-            if not client.is_closed():
-                await client.close()
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(signal.SIGTERM)
     finally:

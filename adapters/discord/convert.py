@@ -188,9 +188,7 @@ def command_line(name: str, *args: str | None) -> str:
     return " ".join(parts)
 
 
-def is_admin(
-    permissions: int, role_ids: Iterable[str], admin_roles: Sequence[str], *, in_guild: bool = True
-) -> bool:
+def is_admin(permissions: int, role_ids: Iterable[str], admin_roles: Sequence[str], *, in_guild: bool = True) -> bool:
     """Manage Server (or Administrator) in the member's resolved permissions, or a configured role."""
     if not in_guild:
         return False

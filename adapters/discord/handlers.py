@@ -17,6 +17,7 @@ import discord
 from adapters.discord.convert import (
     DM_WORKSPACE,
     MessageFacts,
+    addressed,
     command_to_incoming,
     facts_from_message,
     is_admin,
@@ -29,7 +30,7 @@ from adapters.discord.memory import ConversationMemory
 from adapters.discord.render import LiveReply, ReplySink
 from adapters.discord.sinks import ChannelSink, InteractionSink
 from bot.engine import Engine
-from bot.messages import IncomingMessage, ReplyEvent
+from bot.messages import FinalAnswer, IncomingMessage, ReplyEvent
 
 log = logging.getLogger(__name__)
 
@@ -79,39 +80,41 @@ class DiscordAdapter:
         if facts.author_is_bot or facts.author_id == bot_id or facts.is_system:
             return  # itself, other bots, webhooks, system notices
         roles = self._bot_role_ids(message.guild)
-        mention = mentions_bot(facts, bot_id, roles)
-        has_text = bool(facts.content.strip())
-        if not (facts.is_direct or mention or has_text):
+        if not (facts.is_direct or facts.content.strip() or mentions_bot(facts, bot_id, roles)):
             return  # without the message-content intent, unaddressed messages arrive empty
-        if facts.is_direct:
-            await self._answer_dm(message, facts, bot_id)
-            return
-
         parent = facts.parent_id
-        stored_parent = await self.memory.thread_parent(facts.channel_id)
-        ours = stored_parent is not None
-        parent = parent or stored_parent
-        if parent is not None:  # inside a thread
-            if not mention and not (ours and await self._followups_on(facts, parent)):
-                return
+        ours = False  # a thread the bot opened
+        root: str | None = None  # the conversation a reply to one of the bot's answers continues
+        if not facts.is_direct:
+            if not isinstance(message.channel, discord.abc.GuildChannel):  # a thread, or not in cache
+                stored_parent = await self.memory.thread_parent(facts.channel_id)
+                ours = stored_parent is not None
+                parent = parent or stored_parent
+            if parent is None and facts.reference_id:
+                root = await self.memory.reply_root(facts.reference_id)
+        why = addressed(facts, bot_id, bot_role_ids=roles, in_bot_thread=ours, replies_to_bot=root is not None)
+        if why is None:
+            return
+        if why in ("followup", "reply_followup") and not await self._followups_on(facts, parent or facts.channel_id):
+            return
+        mention = why == "mention"
+        if why == "dm":
+            incoming = message_to_incoming(facts, bot_id, channel_id=facts.channel_id, thread=None)
+            await self._answer(incoming, ChannelSink(message.channel))
+            return
+        reference = message.to_reference(fail_if_not_exists=False)
+        if parent is not None:  # inside a thread: the thread is the conversation, its parent the channel
             incoming = message_to_incoming(
                 facts, bot_id, channel_id=parent, thread=facts.channel_id, bot_role_ids=roles, is_mention=mention
             )
-            sink = ChannelSink(message.channel, reference=message.to_reference(fail_if_not_exists=False))
-            await self._answer(incoming, sink, remember_thread=(facts.channel_id, parent) if ours else None)
+            remember = (facts.channel_id, parent) if ours else None
+            await self._answer(incoming, ChannelSink(message.channel, reference=reference), remember_thread=remember)
             return
-
-        root = await self.memory.reply_root(facts.reference_id) if facts.reference_id else None
         if root is not None:  # a reply to one of the bot's answers: continue that conversation
-            if not mention and not await self._followups_on(facts, facts.channel_id):
-                return
             incoming = message_to_incoming(
                 facts, bot_id, channel_id=facts.channel_id, thread=root, bot_role_ids=roles, is_mention=mention
             )
-            sink = ChannelSink(message.channel, reference=message.to_reference(fail_if_not_exists=False))
-            await self._answer(incoming, sink, reply_root=root)
-            return
-        if not mention:
+            await self._answer(incoming, ChannelSink(message.channel, reference=reference), reply_root=root)
             return
 
         channel_key = f"discord:{facts.guild_id}:{facts.channel_id}"
@@ -123,22 +126,18 @@ class DiscordAdapter:
         first = await anext(events, None)
         if first is None:
             return  # already handled elsewhere
-        if mode == "thread":
+        if mode == "thread" and not isinstance(first, FinalAnswer):  # a one-line refusal needs no thread
             thread = await self._open_thread(message, facts, incoming.text)
             if thread is not None:
                 await self.memory.remember_thread(str(thread.id), facts.channel_id)
                 await self._render(incoming, ChannelSink(thread), _prepend(first, events))
                 return
-        sink = ChannelSink(message.channel, reference=message.to_reference(fail_if_not_exists=False), ping_author=True)
+        sink = ChannelSink(message.channel, reference=reference, ping_author=True)
         await self._render(incoming, sink, _prepend(first, events), reply_root=facts.message_id)
 
     async def _followups_on(self, facts: MessageFacts, channel_id: str) -> bool:
         key = f"discord:{facts.guild_id or DM_WORKSPACE}:{channel_id}"
         return (await self.engine.channel_settings(key)).thread_followups
-
-    async def _answer_dm(self, message: discord.Message, facts: MessageFacts, bot_id: str) -> None:
-        incoming = message_to_incoming(facts, bot_id, channel_id=facts.channel_id, thread=None)
-        await self._answer(incoming, ChannelSink(message.channel))
 
     async def _open_thread(
         self, message: discord.Message, facts: MessageFacts, question: str
@@ -149,16 +148,18 @@ class DiscordAdapter:
         try:
             if message.guild is not None:
                 return await message.create_thread(name=name, auto_archive_duration=minutes)  # type: ignore[arg-type]
-            await self.client.http.start_thread_with_message(
-                facts.channel_id, facts.message_id, name=name, auto_archive_duration=minutes  # type: ignore[arg-type]
+            data = await self.client.http.start_thread_with_message(
+                facts.channel_id,
+                facts.message_id,
+                name=name,
+                auto_archive_duration=minutes,  # type: ignore[arg-type]
             )
         except discord.HTTPException as exc:
             log.info("cannot open a thread on message %s (%s); answering as a reply", facts.message_id, exc)
             return None
         guild_id = int(facts.guild_id) if facts.guild_id else None
-        return self.client.get_partial_messageable(
-            int(facts.message_id), guild_id=guild_id, type=discord.ChannelType.public_thread
-        )
+        thread_id = int(data.get("id") or facts.message_id)  # Discord gives the thread the message's id
+        return self.client.get_partial_messageable(thread_id, guild_id=guild_id, type=discord.ChannelType.public_thread)
 
     async def _answer(
         self,
@@ -203,9 +204,13 @@ class DiscordAdapter:
         """A ``/bothbot`` subcommand: defer at once, then run it in the core and follow up."""
         try:
             await interaction.response.defer(ephemeral=not public, thinking=True)
-        except discord.HTTPException as exc:
-            log.warning("could not acknowledge interaction %s in time: %s", interaction.id, exc)
+        except discord.HTTPException as exc:  # too late (10062) or already acknowledged elsewhere (40060)
+            log.warning("could not acknowledge interaction %s: %s", interaction.id, exc)
             return
+        except Exception:
+            # Discord accepted the acknowledgement (2xx) but its response body could not be read:
+            # the interaction is deferred, so carry on and follow up.
+            log.warning("unexpected response to the acknowledgement of %s", interaction.id, exc_info=True)
         try:
             incoming = await self._command_message(interaction, line)
         except Exception:
@@ -233,9 +238,10 @@ class DiscordAdapter:
         parent: str | None = None
         if isinstance(channel, discord.Thread):
             parent = str(channel.parent_id)
-        elif guild_id is not None:
+        elif guild_id is not None and not isinstance(channel, discord.abc.GuildChannel):  # unknown to the cache
             parent = await self.memory.thread_parent(channel_id)
         user = interaction.user
+        # the member's role ids as Discord sent them (Member.roles would drop roles not in the cache)
         role_ids = [str(r) for r in getattr(user, "_roles", ())]
         permissions = interaction.permissions.value
         if not permissions and isinstance(user, discord.Member):
@@ -277,6 +283,5 @@ class DiscordAdapter:
             text = "Sorry — I couldn't record your feedback just now. Please try again."
         try:
             await interaction.response.send_message(text, ephemeral=True)
-        except discord.HTTPException as exc:
+        except Exception as exc:
             log.warning("could not acknowledge feedback click %s: %s", interaction.id, exc)
-

@@ -10,13 +10,15 @@ Entries expire with the conversation history they point into, refreshed on every
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+
+import redis.asyncio as aioredis
 
 
 class ConversationMemory:
-    def __init__(self, redis: Any, key: Any, ttl_seconds: int) -> None:
+    def __init__(self, redis: aioredis.Redis, key: Callable[..., str], ttl_seconds: int) -> None:
         self._redis = redis
-        self._key = key  # StateStore.key(*parts) -> prefixed key
+        self._key = key  # StateStore.key(*parts) -> the deployment's prefixed key
         self._ttl = ttl_seconds
 
     async def remember_thread(self, thread_id: str, parent_id: str) -> None:

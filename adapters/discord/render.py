@@ -150,8 +150,6 @@ class LiveReply(Generic[H]):
         self._dirty = asyncio.Event()
         self._lock = asyncio.Lock()
         self._last_edit = float("-inf")
-        self.edits = 0
-        self.posts = 0
 
     @property
     def handles(self) -> list[H]:
@@ -163,22 +161,27 @@ class LiveReply(Generic[H]):
             return [status_text(self._status)]
         return split_text(text, self._limit)
 
-    async def _sync(self, pieces: list[str], feedback: FinalAnswer | None = None) -> None:
+    async def _sync(self, pieces: list[str], feedback: FinalAnswer | None = None, *, final: bool = False) -> None:
         async with self._lock:
             for index, piece in enumerate(pieces):
                 last = index == len(pieces) - 1
                 fb = feedback if last else None
                 if index < len(self._handles):
                     if self._shown[index] != piece or fb is not None:
-                        await self._sink.edit(self._handles[index], piece, feedback=fb)
+                        try:
+                            await self._sink.edit(self._handles[index], piece, feedback=fb)
+                        except Exception:
+                            if not final:
+                                raise
+                            # the message is gone or cannot be edited: the final text must still arrive
+                            log.warning("final edit failed; posting the answer as a new message", exc_info=True)
+                            self._handles[index] = await self._sink.post(piece, feedback=fb)
                         self._shown[index] = piece
-                        self.edits += 1
                 else:
                     handle = await self._sink.post(piece, feedback=fb)
                     self._handles.append(handle)
                     self._shown.append(piece)
-                    self.posts += 1
-            if feedback is not None:
+            if final:  # a final text shorter than what streamed: drop the messages it no longer needs
                 while len(self._handles) > len(pieces):
                     await self._sink.delete(self._handles.pop())
                     self._shown.pop()
@@ -193,8 +196,6 @@ class LiveReply(Generic[H]):
             self._dirty.clear()
             try:
                 await self._sync(self._pieces())
-            except asyncio.CancelledError:
-                raise
             except Exception:
                 log.warning("could not update a streaming reply; the final edit will retry", exc_info=True)
 
@@ -213,7 +214,7 @@ class LiveReply(Generic[H]):
             return None
         final = self._take(first)
         if final is not None:  # a one-shot reply (commands, refusals): one message, no edits
-            await self._sync(final_pieces(final, self._limit), final if final.feedback else None)
+            await self._sync(final_pieces(final, self._limit), final if final.feedback else None, final=True)
             return final
         await self._sync(self._pieces())
         editor = asyncio.create_task(self._editor(), name="discord-live-reply")
@@ -231,17 +232,11 @@ class LiveReply(Generic[H]):
             final = FinalAnswer(
                 text="".join(self._text) + "\n\n(The answer stopped unexpectedly.)", kind="error", trace_id=""
             )
-        await self._sync(final_pieces(final, self._limit), final if final.feedback else None)
+        await self._sync(final_pieces(final, self._limit), final if final.feedback else None, final=True)
         return final
 
     async def fail(self, note: str) -> None:
         """After an unexpected error: keep what was shown and add a short, true note."""
         shown = "".join(self._text).strip()
         text = f"{shown}\n\n{note}" if shown else note
-        await self._sync(final_pieces(FinalAnswer(text=text, kind="error", trace_id=""), self._limit))
-
-
-async def drain(events: AsyncIterator[ReplyEvent]) -> None:
-    """Consume a stream nobody will see (keeps the engine's bookkeeping complete)."""
-    async for _ in events:
-        pass
+        await self._sync(final_pieces(FinalAnswer(text=text, kind="error", trace_id=""), self._limit), final=True)

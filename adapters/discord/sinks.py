@@ -84,9 +84,7 @@ class InteractionSink:
             content, ephemeral=self._ephemeral, wait=True, allowed_mentions=NO_MENTIONS, **_view_kwargs(feedback)
         )
 
-    async def edit(
-        self, handle: discord.WebhookMessage, content: str, *, feedback: FinalAnswer | None = None
-    ) -> None:
+    async def edit(self, handle: discord.WebhookMessage, content: str, *, feedback: FinalAnswer | None = None) -> None:
         await handle.edit(content=content, allowed_mentions=NO_MENTIONS, **_view_kwargs(feedback))
 
     async def delete(self, handle: discord.WebhookMessage) -> None:

@@ -4,7 +4,8 @@
 ``start_http`` are the building blocks tests and other entry points use.
 """
 
-from adapters.slack.app import SlackBot, SlackCredentials, build_slack_bot
+from adapters.slack.app import SlackBot, build_slack_bot
+from adapters.slack.client import SlackCredentials
 from adapters.slack.server import build_http_app, run_slack, start_http, start_socket_mode
 
 __all__ = [

@@ -11,7 +11,6 @@ import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 import aiohttp
@@ -22,21 +21,21 @@ from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack.client import make_web_client
+from adapters.slack.client import SlackCredentials, fetch_identity, make_web_client, slack_error
+from adapters.slack.commands import SlackInteractions
 from adapters.slack.convert import (
     FEEDBACK_ACTION_PREFIX,
     BotIdentity,
     EventCallback,
     SlashCommand,
     classify_event,
-    feedback_value,
-    message_from_command,
 )
 from adapters.slack.directory import AdminDirectory, ThreadMemory
 from adapters.slack.mrkdwn import escape
-from adapters.slack.render import ReplyTarget, SlackReplyRenderer, StreamSupport, answer_blocks
+from adapters.slack.render import SlackReplyRenderer, StreamSupport
+from adapters.slack.sinks import ReplyTarget
 from bot.messages import FeedbackValue, FinalAnswer, IncomingMessage, ReplyEvent
-from bot.settings import ConfigError, Settings
+from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -70,43 +69,6 @@ class RuntimePort(Protocol):
 
     @property
     def state(self) -> Any: ...
-
-
-# --- credentials ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class SlackCredentials:
-    bot_token: str
-    signing_secret: str | None
-    app_token: str | None
-
-    @property
-    def socket_mode(self) -> bool:
-        return self.app_token is not None
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> SlackCredentials:
-        """The tokens this process needs, or a :class:`ConfigError` naming the missing setting."""
-        bot = settings.slack_bot_token.get_secret_value().strip() if settings.slack_bot_token else ""
-        app = settings.slack_app_token.get_secret_value().strip() if settings.slack_app_token else ""
-        secret = settings.slack_signing_secret.get_secret_value().strip() if settings.slack_signing_secret else ""
-        if not bot:
-            raise ConfigError(
-                "SLACK_BOT_TOKEN is not set. Set it to the app's Bot User OAuth Token (xoxb-…, "
-                "Slack app settings → OAuth & Permissions)."
-            )
-        if app and not app.startswith("xapp-"):
-            raise ConfigError(
-                "SLACK_APP_TOKEN must be an app-level token starting with xapp- (Basic Information → "
-                "App-Level Tokens, scope connections:write). Unset it to use the HTTP Events API instead."
-            )
-        if not app and not secret:
-            raise ConfigError(
-                "Set SLACK_APP_TOKEN (xapp-…) for Socket Mode, or SLACK_SIGNING_SECRET (Basic Information → "
-                "App Credentials) for the HTTP Events API on PORT."
-            )
-        return cls(bot_token=bot, signing_secret=secret or None, app_token=app or None)
 
 
 # --- the bot ----------------------------------------------------------------------------------
@@ -148,6 +110,9 @@ class SlackBot:
         )
         self.app.event("app_mention")(self._on_event)
         self.app.event("message")(self._on_event)
+        self.interactions = SlackInteractions(
+            client=client, engine=self.engine, admins=self.admins, identity=identity, answer=self.answer
+        )
         self.app.command(settings.slack_command)(self._on_command)
         self.app.action(re.compile(rf"^{FEEDBACK_ACTION_PREFIX}(up|down)$"))(self._on_feedback)
 
@@ -216,6 +181,14 @@ class SlackBot:
                 return
         await self.answer(msg)
 
+    async def _on_command(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+        await ack()  # first, within Slack's 3 seconds; the work follows in a task
+        self._spawn(self.interactions.run_command(cast(SlashCommand, body), respond), "slash command")
+
+    async def _on_feedback(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+        await ack()
+        self._spawn(self.interactions.record_feedback(body, respond), "feedback")
+
     async def answer(self, msg: IncomingMessage) -> FinalAnswer | None:
         """Run one message through the engine and render the reply in its channel/thread."""
         target = ReplyTarget(channel=msg.channel, thread_ts=msg.thread, team=msg.workspace, user=msg.user)
@@ -234,13 +207,15 @@ class SlackBot:
         try:
             return await renderer.render(self.engine.handle(msg))
         except (SlackApiError, SlackClientError) as exc:
-            log.warning("slack: could not post the answer to %s (%s)", msg.event_id, _slack_error(exc))
+            reason = slack_error(exc)
+            log.warning("slack: could not post the answer to %s (%s)", msg.event_id, reason)
+            await renderer.abort()
             if renderer.started:
-                reason = _slack_error(exc)
                 await self._say_failure(target, f"I couldn't finish posting this answer (Slack said: {reason}).")
             return None
         except Exception:
             log.exception("slack: answering %s failed", msg.event_id)
+            await renderer.abort()
             await self._say_failure(target, "Something went wrong on my side while answering. Please try again.")
             return None
 
@@ -251,138 +226,7 @@ class SlackBot:
         try:
             await self.client.chat_postMessage(**kwargs)
         except (SlackApiError, SlackClientError) as exc:
-            log.warning("slack: could not report the failure either (%s)", _slack_error(exc))
-
-    # --- slash command --------------------------------------------------------------------
-
-    async def _on_command(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
-        await ack()
-        self._spawn(self._run_command(cast(SlashCommand, body), respond), "slash command")
-
-    async def _run_command(self, payload: SlashCommand, respond: AsyncRespond) -> None:
-        team = payload.get("team_id") or self.identity.team_id or "T0"
-        is_admin = await self.admins.is_admin(team, payload["user_id"])
-        msg = message_from_command(payload, is_admin=is_admin)
-        if msg.text.split(maxsplit=1)[0].lower() == "ask":
-            await self._ask_in_channel(msg, respond)
-            return
-        final = await _collect(self.engine.handle(msg))
-        if final is not None:
-            await self._reply_privately(msg, final, respond)
-
-    async def _ask_in_channel(self, msg: IncomingMessage, respond: AsyncRespond) -> None:
-        """``/bothbot ask …``: the question is shown in the channel, the answer streams in its thread."""
-        question = msg.text.split(maxsplit=1)[1] if len(msg.text.split(maxsplit=1)) > 1 else ""
-        try:
-            posted = await self.client.chat_postMessage(
-                channel=msg.channel, text=f"<@{msg.user}> asked: {escape(question)}"
-            )
-        except (SlackApiError, SlackClientError) as exc:
-            # Not in the channel (or not allowed to post): answer privately instead.
-            log.info("slack: cannot post in %s (%s); answering the command privately", msg.channel, _slack_error(exc))
-            final = await _collect(self.engine.handle(msg))
-            if final is not None:
-                await self._reply_privately(msg, final, respond)
-            return
-        threaded = IncomingMessage(
-            platform=msg.platform,
-            workspace=msg.workspace,
-            channel=msg.channel,
-            user=msg.user,
-            text=msg.text,
-            event_id=msg.event_id,
-            thread=str(posted["ts"]),
-            is_direct=msg.is_direct,
-            mentions_bot=True,
-            is_admin=msg.is_admin,
-            command=True,
-            user_name=msg.user_name,
-        )
-        await self.answer(threaded)
-
-    async def _reply_privately(self, msg: IncomingMessage, final: FinalAnswer, respond: AsyncRespond) -> None:
-        text, blocks = answer_blocks(final.text, final)
-        if respond.response_url:
-            try:
-                await respond(
-                    text=text,
-                    blocks=blocks,
-                    response_type="ephemeral" if final.ephemeral else "in_channel",
-                    replace_original=False,
-                )
-                return
-            except Exception as exc:  # response_url unreachable or expired: use the Web API instead
-                log.info("slack: response_url failed (%s); using chat.postEphemeral", exc)
-        await self.client.chat_postEphemeral(channel=msg.channel, user=msg.user, text=text, blocks=blocks)
-
-    # --- feedback buttons -----------------------------------------------------------------
-
-    async def _on_feedback(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
-        await ack()
-        self._spawn(self._record_feedback(body, respond), "feedback")
-
-    async def _record_feedback(self, body: dict[str, Any], respond: AsyncRespond) -> None:
-        actions = body.get("actions") or []
-        if not actions:
-            return
-        action = actions[0]
-        value = feedback_value(str(action.get("action_id", "")))
-        trace_id = str(action.get("value", ""))
-        user = str((body.get("user") or {}).get("id", ""))
-        if value is None or not trace_id or not user:
-            return
-        stored = await self.engine.record_feedback(trace_id, user=user, value=value, platform="slack")
-        if stored:
-            text = "Thanks — your 👍 is recorded." if value == "up" else "Thanks — your 👎 is recorded."
-        else:
-            text = "I couldn't record that: this answer is too old or no longer on record."
-        if respond.response_url:
-            try:
-                await respond(text=text, response_type="ephemeral", replace_original=False)
-                return
-            except Exception as exc:
-                log.info("slack: response_url failed (%s); using chat.postEphemeral", exc)
-        channel = str((body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id", ""))
-        message = body.get("message") or {}
-        thread = message.get("thread_ts") or message.get("ts")
-        kwargs: dict[str, Any] = {"channel": channel, "user": user, "text": text}
-        if thread:
-            kwargs["thread_ts"] = thread
-        await self.client.chat_postEphemeral(**kwargs)
-
-
-async def _collect(events: AsyncIterator[ReplyEvent]) -> FinalAnswer | None:
-    final: FinalAnswer | None = None
-    async for event in events:
-        if isinstance(event, FinalAnswer):
-            final = event
-    return final
-
-
-def _slack_error(exc: Exception) -> str:
-    if isinstance(exc, SlackApiError):
-        return str(exc.response.get("error") or exc.response.status_code)
-    return type(exc).__name__
-
-
-async def fetch_identity(client: AsyncWebClient) -> BotIdentity:
-    """``auth.test``: who the bot is. A rejected token is a configuration error, said plainly."""
-    try:
-        response = await client.auth_test()
-    except SlackApiError as exc:
-        raise ConfigError(
-            f"Slack rejected SLACK_BOT_TOKEN ({_slack_error(exc)}). Copy the Bot User OAuth Token (xoxb-…) "
-            "from the app's OAuth & Permissions page and reinstall the app if it was revoked."
-        ) from None
-    except SlackClientError as exc:
-        raise ConfigError(
-            f"cannot reach the Slack Web API at {client.base_url} ({exc}). Check SLACK_API_URL."
-        ) from None
-    return BotIdentity(
-        user_id=str(response.get("user_id") or ""),
-        bot_id=cast(str | None, response.get("bot_id")),
-        team_id=cast(str | None, response.get("team_id")),
-    )
+            log.warning("slack: could not report the failure either (%s)", slack_error(exc))
 
 
 async def build_slack_bot(

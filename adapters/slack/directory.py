@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 import redis.asyncio as aioredis
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 log = logging.getLogger(__name__)
 
@@ -38,19 +39,29 @@ class AdminDirectory:
         if user in self.configured:
             return True
         cache_key = self.key("slack", "admin", team, user)
-        cached = await self.redis.get(cache_key)
+        cached = await self.redis.get(cache_key) if self.ttl_seconds > 0 else None
         if cached is not None:
-            return str(cached) in ("1", "b'1'")
+            return cached in ("1", b"1")
         try:
-            response = await self.client.users_info(user=user)
+            response = await self._users_info(user)
         except (SlackApiError, SlackClientError) as exc:
             # Unknown means not an admin; not cached, so the next command asks again.
             log.warning("users.info for %s failed (%s); treating as non-admin", user, exc)
             return False
         info = response.get("user") or {}
         admin = bool(info.get("is_admin") or info.get("is_owner") or info.get("is_primary_owner"))
-        await self.redis.set(cache_key, "1" if admin else "0", ex=self.ttl_seconds)
+        if self.ttl_seconds > 0:  # 0 = ask Slack every time
+            await self.redis.set(cache_key, "1" if admin else "0", ex=self.ttl_seconds)
         return admin
+
+    async def _users_info(self, user: str) -> AsyncSlackResponse:
+        try:
+            return await self.client.users_info(user=user)  # GET, as slack-sdk sends it
+        except SlackApiError as exc:
+            if exc.response.status_code not in (404, 405):
+                raise
+        # An API server (or proxy) that only takes POST: every Web API method accepts a form POST.
+        return await self.client.api_call("users.info", http_verb="POST", data={"user": user})
 
 
 class ThreadMemory:

@@ -18,7 +18,8 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 
-from adapters.slack.app import SlackBot, SlackCredentials, build_slack_bot
+from adapters.slack.app import SlackBot, build_slack_bot
+from adapters.slack.client import SlackCredentials
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -64,6 +64,7 @@ async def test_sharded_process_identifies_with_its_shard_and_answers(
     [identify] = [op for op in discord_fake.received_ops if op["op"] == 2]
     assert identify["d"]["shard"] == [1, 2]
     assert identify["d"]["intents"] & (1 << 15) == 0, "no message-content intent unless enabled"
+    assert discord_fake.commands == [], "only the process running shard 0 registers /bothbot"
     alice = discord_fake.new_user("alice")
 
     question = await discord_fake.send_message(alice, "sharded?", mention_bot=True)
@@ -125,3 +126,12 @@ async def test_bothbot_discord_command_answers_and_stops_on_sigterm(
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_rejected_token_is_a_clear_error(
+    make_settings: Callable[..., Settings], discord_fake: FakeDiscord
+) -> None:
+    settings = make_settings(discord_token="wrong", discord_api_url=discord_fake.base_url)
+    with pytest.raises(ConfigError, match="rejected DISCORD_TOKEN"):
+        await run_discord(settings)
+    assert [r.path for r in discord_fake.requests] == ["/users/@me"]  # stopped at login, nothing else tried

@@ -52,9 +52,7 @@ async def test_member_without_manage_server_cannot_switch_the_model(
     text = await _answered(discord_fake, command)
     assert "Only an admin" in text
     question = await discord_fake.send_message(mallory, "which model?", channel_id=general, mention_bot=True)
-    await discord_fake.wait_for(
-        lambda: discord_fake.answers(question["id"])
-    )
+    await discord_fake.wait_for(lambda: discord_fake.answers(question["id"]))
     assert openai_server.chat_requests[-1].body["model"] == "base-model"
 
 
@@ -96,9 +94,7 @@ async def test_feedback_click_is_stored_against_the_trace(
     bot = await start_bot()
     alice = discord_fake.new_user("alice")
     question = await discord_fake.send_message(alice, "rate me", mention_bot=True)
-    [answer] = await discord_fake.wait_for(
-        lambda: discord_fake.answers(question["id"])
-    )
+    [answer] = await discord_fake.wait_for(lambda: discord_fake.answers(question["id"]))
     up = answer.payload["components"][0]["components"][0]["custom_id"]
     trace_id = up.rsplit(":", 1)[1]
 
@@ -120,9 +116,7 @@ async def test_feedback_click_after_a_restart_is_still_understood(
     first = await start_bot()
     alice = discord_fake.new_user("alice")
     question = await discord_fake.send_message(alice, "rate me later", mention_bot=True)
-    [answer] = await discord_fake.wait_for(
-        lambda: discord_fake.answers(question["id"])
-    )
+    [answer] = await discord_fake.wait_for(lambda: discord_fake.answers(question["id"]))
     await first.client.close()
     await first.runtime.aclose()
     await start_bot()  # a new process: no view was ever registered in this client
@@ -143,3 +137,111 @@ async def test_commands_are_registered_as_one_group(
     subcommands = {o["name"] for o in group["options"]}
     assert {"model", "models", "rag", "kb", "reset", "status", "audit", "ask", "help"} <= subcommands
     assert group.get("default_member_permissions") is None  # the bot enforces the admin check itself
+
+
+async def test_admin_command_in_a_thread_changes_the_parent_channel(
+    start_bot: StartBot, discord_fake: FakeDiscord, openai_server: FakeOpenAI
+) -> None:
+    await start_bot()
+    alice = discord_fake.new_user("alice")
+    admin = discord_fake.new_user("ada")
+    question = await discord_fake.send_message(alice, "first", mention_bot=True)
+    thread_id = question["id"]
+    await discord_fake.wait_for(lambda: discord_fake.answers(thread_id))
+
+    command = await discord_fake.slash(admin, "model", "tuned", channel_id=thread_id, admin=True)
+    assert "now uses profile `tuned`" in await _answered(discord_fake, command)
+    again = await discord_fake.send_message(alice, "top level again", mention_bot=True)
+
+    await discord_fake.wait_for(lambda: discord_fake.answers(again["id"]))
+    assert openai_server.chat_requests[-1].body["model"] == "ft:base-model:acme::x1"
+
+
+async def test_non_admin_may_read_but_not_change(
+    start_bot: StartBot, discord_fake: FakeDiscord, openai_server: FakeOpenAI
+) -> None:
+    bot = await start_bot()
+    mallory = discord_fake.new_user("mallory")
+
+    refused = await discord_fake.slash(mallory, "rag", "off", option="state")
+    status = await discord_fake.slash(mallory, "status")
+
+    assert "Only an admin" in await _answered(discord_fake, refused)
+    assert "`base`" in await _answered(discord_fake, status)
+    key = f"discord:{discord_fake.guild_id}:{discord_fake.general['id']}"
+    assert await bot.runtime.state.channel_overrides(key) == {}
+
+
+async def test_an_interaction_delivered_twice_is_answered_once(
+    start_bot: StartBot, discord_fake: FakeDiscord, openai_server: FakeOpenAI
+) -> None:
+    await start_bot()
+    alice = discord_fake.new_user("alice")
+    command = await discord_fake.slash(alice, "help")
+    await discord_fake.dispatch("INTERACTION_CREATE", command)
+
+    text = await _answered(discord_fake, command)
+    marker = await discord_fake.slash(alice, "models")
+    await _answered(discord_fake, marker)
+
+    assert "Commands:" in text
+    assert len(discord_fake.followups_for(command)) == 1
+    assert len(discord_fake.requests_to("POST", rf"/interactions/{command['id']}/.+/callback")) == 2
+    assert len(discord_fake.callbacks_for(command)) == 1
+
+
+async def test_profile_option_autocompletes_from_the_configured_profiles(
+    start_bot: StartBot, discord_fake: FakeDiscord, openai_server: FakeOpenAI
+) -> None:
+    await start_bot()
+    data = {
+        "id": "1",
+        "name": "bothbot",
+        "type": 1,
+        "options": [
+            {"name": "model", "type": 1, "options": [{"name": "profile", "type": 3, "value": "tu", "focused": True}]}
+        ],
+    }
+    interaction = await discord_fake.send_interaction(kind=4, data=data, author=discord_fake.new_user("a"))
+
+    [callback] = await discord_fake.wait_for(lambda: discord_fake.callbacks_for(interaction))
+    assert callback["type"] == 8
+    assert callback["data"]["choices"] == [{"name": "tuned", "value": "tuned"}]
+
+
+async def test_command_is_answered_even_if_the_acknowledgement_has_no_body(
+    start_bot: StartBot, discord_fake: FakeDiscord, openai_server: FakeOpenAI
+) -> None:
+    """A server that ignores ``?with_response`` (204, no body) still gets its follow-up."""
+    discord_fake.bare_callbacks = True
+    await start_bot()
+
+    command = await discord_fake.slash(discord_fake.new_user("ada"), "model", "tuned", admin=True)
+
+    assert "now uses profile `tuned`" in await _answered(discord_fake, command)
+
+
+async def test_unknown_subcommand_gets_a_short_answer(
+    start_bot: StartBot, discord_fake: FakeDiscord, openai_server: FakeOpenAI
+) -> None:
+    await start_bot()
+
+    command = await discord_fake.slash(discord_fake.new_user("alice"), "frobnicate")
+
+    [callback] = await discord_fake.wait_for(lambda: discord_fake.callbacks_for(command))
+    assert callback["type"] == 4
+    assert callback["data"]["flags"] & EPHEMERAL
+    assert "/bothbot help" in callback["data"]["content"]
+
+
+async def test_commands_in_a_dm_work_but_never_change_settings(
+    start_bot: StartBot, discord_fake: FakeDiscord, openai_server: FakeOpenAI
+) -> None:
+    await start_bot()
+    bob = discord_fake.new_user("bob")
+
+    status = await discord_fake.slash(bob, "status", dm=True)
+    switch = await discord_fake.slash(bob, "model", "tuned", dm=True)
+
+    assert f"discord:@me:{bob['id']}0" in await _answered(discord_fake, status)
+    assert "Only an admin" in await _answered(discord_fake, switch)

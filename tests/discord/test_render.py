@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -78,7 +79,7 @@ async def test_edits_are_at_least_an_interval_apart_and_the_final_edit_is_always
     assert sink.messages == [text]
     assert sink.buttons == {0: "t1"}
     times = [t for t, _, _ in sink.changes[:-1]]  # every change but the final one is throttled
-    assert all(b - a >= 1.0 for a, b in zip(times, times[1:], strict=False))
+    assert all(b - a >= 1.0 for a, b in itertools.pairwise(times))
     assert len(sink.changes) <= clock.now / 1.0 + 2  # about once a second, not once per piece
     assert len(sink.changes) < len(deltas)
     assert sink.changes[0][2].startswith("-# Searching")
@@ -173,3 +174,19 @@ def test_final_pieces_put_sources_in_their_own_message_when_full() -> None:
         citations=(Citation(index=1, title="Doc", source="d.md"),),
     )
     assert final_pieces(final) == ["y" * 1990, "-# Sources: [1] Doc"]
+
+
+async def test_when_the_final_edit_fails_the_answer_is_posted_anew() -> None:
+    class DeletedMessageSink(RecordingSink):
+        async def edit(self, handle: int, content: str, *, feedback: FinalAnswer | None = None) -> None:
+            raise RuntimeError("404 Unknown Message")
+
+    clock = Clock()
+    sink = DeletedMessageSink(clock)
+    final = FinalAnswer(text="Still delivered.", kind="answer", trace_id="t9", feedback=True)
+    live: LiveReply[int] = LiveReply(sink, interval=0.0, clock=clock, sleep=clock.sleep)
+
+    await live.run(stream(["Still ", "delivered."], final, clock, step=0.1))
+
+    assert sink.messages[-1] == "Still delivered."
+    assert sink.buttons == {len(sink.messages) - 1: "t9"}

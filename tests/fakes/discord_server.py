@@ -20,9 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from tests.fakes import discord_payloads as p
+from tests.fakes.discord_gateway import FakeGateway, Session
 
 JSON = dict[str, Any]
 API_PREFIX = "/api/v10"
@@ -52,14 +53,6 @@ class StoredMessage:
         return str(self.payload["channel_id"])
 
 
-@dataclass
-class _Session:
-    session_id: str
-    shard: list[int] | None
-    seq: int = 0
-    sent: list[JSON] = field(default_factory=list)
-
-
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     all_headers = {"Content-Type": "application/json", **(headers or {})}
     return web.Response(status=status, body=json.dumps(data).encode(), headers=all_headers)
@@ -80,6 +73,7 @@ class FakeDiscord:
     def __init__(self, *, token: str = "fake-discord-token", echo_own_messages: bool = True) -> None:
         self.token = token
         self.echo_own_messages = echo_own_messages
+        self.bare_callbacks = False  # True: answer callbacks 204 even when ?with_response asks for a body
         self.application_id = p.snowflake()
         self.bot = p.user(self.application_id, "bothbot", bot=True)
         self.guild_id = p.snowflake()
@@ -97,15 +91,11 @@ class FakeDiscord:
         self.messages: dict[str, StoredMessage] = {}
         self.callbacks: list[tuple[str, JSON]] = []  # (interaction id, body)
         self.commands: list[JSON] = []
-        self.received_ops: list[JSON] = []  # gateway payloads from the client (heartbeats excluded)
-        self.identify_count = 0
-        self.resume_count = 0
         self._interaction_tokens: dict[str, str] = {}  # token -> interaction id
         self._interaction_channels: dict[str, str] = {}  # token -> channel id
         self._rate_limits: list[tuple[str, re.Pattern[str], float]] = []
-        self._sessions: dict[str, _Session] = {}
-        self._live: list[tuple[web.WebSocketResponse, _Session | None]] = []
         self._changed = asyncio.Condition()
+        self.gateway = FakeGateway(token=token, ready=self._ready, after_ready=self._guilds, notify=self._notify)
         self._runner: web.AppRunner | None = None
         self.base_url = ""
         self.gateway_url = ""
@@ -114,7 +104,7 @@ class FakeDiscord:
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> FakeDiscord:
         app = web.Application()
-        app.router.add_get("/gateway", self._gateway_ws)
+        app.router.add_get("/gateway", self.gateway.handle)
         app.router.add_route("*", API_PREFIX + "/{tail:.*}", self._rest)
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
@@ -128,8 +118,7 @@ class FakeDiscord:
         return self
 
     async def close(self) -> None:
-        for ws, _ in list(self._live):
-            await ws.close(code=1001)
+        await self.gateway.drop(code=1001)
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -152,6 +141,10 @@ class FakeDiscord:
         return await asyncio.wait_for(_wait(), timeout)
 
     # ------------------------------------------------------------------ test helpers
+    def add_channel(self, name: str) -> JSON:
+        """A channel created after start-up: the client's cache does not know it."""
+        return self._add_channel(name)
+
     def _add_channel(self, name: str) -> JSON:
         channel = p.text_channel(p.snowflake(), self.guild_id, name)
         self.channels[channel["id"]] = channel
@@ -168,8 +161,7 @@ class FakeDiscord:
         return [
             m
             for m in self.messages.values()
-            if m.payload["author"]["id"] == self.application_id
-            and (channel_id is None or m.channel_id == channel_id)
+            if m.payload["author"]["id"] == self.application_id and (channel_id is None or m.channel_id == channel_id)
         ]
 
     def answers(self, channel_id: str) -> list[StoredMessage]:
@@ -181,17 +173,8 @@ class FakeDiscord:
         return [r for r in self.requests if r.method == method and rx.fullmatch(r.path)]
 
     async def dispatch(self, event: str, data: JSON) -> None:
-        """Send a DISPATCH to every live session (and keep it for a RESUME)."""
-        sessions = {id(s): s for _, s in self._live if s is not None} or {
-            id(s): s for s in self._sessions.values()
-        }
-        for session in sessions.values():
-            session.seq += 1
-            frame = {"op": 0, "t": event, "s": session.seq, "d": data}
-            session.sent.append(frame)
-            for ws, live_session in list(self._live):
-                if live_session is session and not ws.closed:
-                    await ws.send_str(json.dumps(frame))
+        """Send a DISPATCH to every gateway session (kept for a RESUME while disconnected)."""
+        await self.gateway.dispatch(event, data)
 
     async def send_message(
         self,
@@ -308,44 +291,22 @@ class FakeDiscord:
 
     async def drop_gateway(self, code: int = 4000) -> None:
         """Close every live gateway connection as Discord does on a restart (the client resumes)."""
-        for ws, _ in list(self._live):
-            await ws.close(code=code, message=b"fake restart")
+        await self.gateway.drop(code)
 
-    # ------------------------------------------------------------------ gateway
-    async def _gateway_ws(self, request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(autoping=True)
-        await ws.prepare(request)
-        entry: list[Any] = [ws, None]
-        await ws.send_str(json.dumps({"op": 10, "d": {"heartbeat_interval": 45_000}, "s": None, "t": None}))
-        try:
-            async for msg in ws:
-                if msg.type is not WSMsgType.TEXT:
-                    continue
-                frame = json.loads(msg.data)
-                op = frame.get("op")
-                if op == 1:
-                    await ws.send_str(json.dumps({"op": 11, "d": None, "s": None, "t": None}))
-                    continue
-                self.received_ops.append(frame)
-                if op == 2:
-                    await self._identify(ws, entry, frame["d"])
-                elif op == 6:
-                    await self._resume(ws, entry, frame["d"])
-                await self._notify()
-        finally:
-            self._live = [(w, s) for w, s in self._live if w is not ws]
-            await self._notify()
-        return ws
+    @property
+    def received_ops(self) -> list[JSON]:
+        return self.gateway.received_ops
 
-    async def _identify(self, ws: web.WebSocketResponse, entry: list[Any], data: JSON) -> None:
-        if data.get("token") != self.token:
-            await ws.close(code=4004, message=b"Authentication failed.")
-            return
-        self.identify_count += 1
-        session = _Session(session_id=secrets.token_hex(16), shard=data.get("shard"))
-        self._sessions[session.session_id] = session
-        self._live.append((ws, session))
-        ready = {
+    @property
+    def identify_count(self) -> int:
+        return self.gateway.identify_count
+
+    @property
+    def resume_count(self) -> int:
+        return self.gateway.resume_count
+
+    def _ready(self, session: Session) -> JSON:
+        ready: JSON = {
             "v": 10,
             "user": self.bot,
             "guilds": [{"id": self.guild_id, "unavailable": True}],
@@ -357,22 +318,11 @@ class FakeDiscord:
         }
         if session.shard is not None:
             ready["shard"] = session.shard
-        await self.dispatch("READY", ready)
-        guild = p.guild(self.guild_id, "Acme", list(self.channels.values()), self.roles, self.owner["id"])
-        await self.dispatch("GUILD_CREATE", guild)
+        return ready
 
-    async def _resume(self, ws: web.WebSocketResponse, entry: list[Any], data: JSON) -> None:
-        session = self._sessions.get(data.get("session_id", ""))
-        if session is None or data.get("token") != self.token:
-            await ws.send_str(json.dumps({"op": 9, "d": False, "s": None, "t": None}))
-            return
-        self.resume_count += 1
-        self._live.append((ws, session))
-        last = int(data.get("seq") or 0)
-        for frame in session.sent:
-            if frame["s"] > last:
-                await ws.send_str(json.dumps(frame))
-        await self.dispatch("RESUMED", {})
+    def _guilds(self, session: Session) -> list[tuple[str, JSON]]:
+        guild = p.guild(self.guild_id, "Acme", list(self.channels.values()), self.roles, self.owner["id"])
+        return [("GUILD_CREATE", guild)]
 
     # ------------------------------------------------------------------ REST
     async def _rest(self, request: web.Request) -> web.Response:
@@ -546,7 +496,8 @@ class FakeDiscord:
             return _json({"message": "Interaction has already been acknowledged.", "code": 40060}, 400)
         body = body or {}
         self.callbacks.append((interaction_id, body))
-        if self.requests[-1].query.get("with_response") not in ("true", "1", "True"):
+        wants_body = self.requests[-1].query.get("with_response") in ("true", "1", "True")
+        if not wants_body or self.bare_callbacks:
             return None
         kind = body.get("type")
         flags = (body.get("data") or {}).get("flags", 0)

@@ -104,6 +104,7 @@ class FakeSlack:
         self.bot_id = bot_id
         self.streaming = streaming
         self.users: dict[str, dict[str, Any]] = users or {}
+        self.post_only = False  # True: refuse GET like an API proxy that only forwards POST
         self.calls: list[ApiCall] = []
         self.messages: dict[str, FakeMessage] = {}
         self.ephemerals: list[Ephemeral] = []
@@ -200,6 +201,8 @@ class FakeSlack:
 
     async def _api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
+        if self.post_only and request.method != "POST":
+            return web.Response(status=405, text="Method Not Allowed")
         args = await self._args(request)
         auth = request.headers.get("Authorization", "")
         token = auth.removeprefix("Bearer ").strip() or args.pop("token", None)

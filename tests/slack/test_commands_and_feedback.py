@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import redis.asyncio as aioredis
 
 from adapters.slack.convert import FEEDBACK_DOWN, FEEDBACK_UP
+from bot.messages import IncomingMessage, ReplyEvent
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_payloads import app_mention, block_action, slash_command
 from tests.fakes.slack_server import FakeSlack
@@ -153,3 +156,25 @@ async def _read(client: aioredis.Redis, key: bytes) -> str:
     if kind == "stream":
         return str(await client.xrange(key))
     return kind
+
+
+async def test_admin_lookup_works_against_a_post_only_api(start_slack: StartSlack, slack: FakeSlack) -> None:
+    slack.post_only = True
+    proc = await start_slack()
+    await proc.send_command(slash_command("rag off", user="UADMIN", response_url=slack.response_url()))
+    await slack.wait_for(lambda: slack.responses)
+    assert "admin" not in slack.responses[0]["text"].lower()
+    assert len(slack.calls_to("users.info")) == 1  # the refused GET is not recorded; the POST is
+
+
+async def test_a_failing_command_is_reported_privately(start_slack: StartSlack, slack: FakeSlack) -> None:
+    class BrokenEngine:
+        def handle(self, msg: IncomingMessage) -> AsyncIterator[ReplyEvent]:
+            raise RuntimeError("state store unavailable")
+
+    proc = await start_slack()
+    proc.bot.interactions.engine = BrokenEngine()  # the failure is injected into the real adapter
+    await proc.send_command(slash_command("rag off", user="UADMIN", response_url=slack.response_url()))
+    await slack.wait_for(lambda: slack.responses)
+    assert "went wrong" in slack.responses[0]["text"]
+    assert slack.responses[0]["response_type"] == "ephemeral"

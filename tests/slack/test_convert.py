@@ -6,6 +6,7 @@ from typing import Any, cast
 
 import pytest
 
+from adapters.slack.blocks import citation_line, closing_blocks, mrkdwn_size
 from adapters.slack.convert import (
     BotIdentity,
     Classified,
@@ -18,7 +19,6 @@ from adapters.slack.convert import (
     plain_text,
 )
 from adapters.slack.mrkdwn import split_all, to_mrkdwn
-from adapters.slack.render import citation_line, closing_blocks, mrkdwn_size
 from bot.messages import Citation, FinalAnswer, IncomingMessage
 from tests.fakes.slack_payloads import app_mention, event_callback, message_event, slash_command
 

@@ -341,3 +341,16 @@ async def test_a_failed_stream_start_falls_back_for_that_answer_only(
     [b] = slack.bot_messages("C1", thread_ts=second["ts"])
     assert not a.streamed and a.buttons()
     assert b.streamed and b.buttons()
+
+
+async def test_slack_failing_mid_answer_closes_the_stream_and_says_so(
+    start_slack: StartSlack, slack: FakeSlack, openai_server: FakeOpenAI
+) -> None:
+    slack.fail_next("chat.appendStream", "msg_too_long")
+    proc = await start_slack()
+    mention = app_mention("break please")
+    await proc.send_event(mention)
+    await proc.bot.wait_processed(1)
+    streamed, notice = slack.bot_messages("C1", thread_ts=mention["ts"])
+    assert streamed.streamed and not streamed.stream_open
+    assert notice.text == ":warning: I couldn't finish posting this answer (Slack said: msg_too_long)."

@@ -9,7 +9,8 @@ import aiohttp
 import pytest
 
 from adapters.slack.client import make_web_client
-from adapters.slack.render import ReplyTarget, SlackReplyRenderer, StreamSupport
+from adapters.slack.render import SlackReplyRenderer, StreamSupport
+from adapters.slack.sinks import ReplyTarget
 from bot.messages import FinalAnswer, ReplyEvent, Status, TextDelta
 from tests.fakes.slack_server import BOT_TOKEN, FakeSlack
 
@@ -91,7 +92,8 @@ async def test_a_stream_that_breaks_off_keeps_the_shown_text_and_says_why(
     slack: FakeSlack, renderer_for: MakeRenderer
 ) -> None:
     renderer = renderer_for(streaming=False)
-    events: list[ReplyEvent] = [TextDelta("Partial answer"), final("The model stopped responding.", kind="error", feedback=False)]
+    broke = final("The model stopped responding.", kind="error", feedback=False)
+    events: list[ReplyEvent] = [TextDelta("Partial answer"), broke]
     await renderer.render(scripted(events))
     [message] = slack.bot_messages("C1")
     assert message.block_text == "Partial answer\n\nThe model stopped responding."
@@ -102,3 +104,15 @@ async def test_error_reply_without_text_deltas(slack: FakeSlack, renderer_for: M
     await renderer.render(scripted([Status("Searching…"), final("Sorry, no model.", kind="error", feedback=False)]))
     [message] = slack.bot_messages("C1")
     assert message.text == "Sorry, no model." and message.buttons() == []
+
+
+async def test_a_message_that_cannot_be_edited_gets_the_answer_as_a_new_message(
+    slack: FakeSlack, renderer_for: MakeRenderer
+) -> None:
+    slack.fail_next("chat.update", "cant_update_message", count=5)
+    renderer = renderer_for(streaming=False)
+    events: list[ReplyEvent] = [Status("Searching…"), TextDelta("Whole "), TextDelta("answer"), final("Whole answer")]
+    await renderer.render(scripted(events))
+    placeholder, answer = slack.bot_messages("C1")
+    assert placeholder.text == "_Searching…_"
+    assert answer.block_text == "Whole answer" and answer.buttons()

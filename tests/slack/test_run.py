@@ -15,7 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from adapters.slack.app import SlackCredentials
+from adapters.slack.client import SlackCredentials
 from adapters.slack.server import run_slack
 from bot.settings import ConfigError, Settings
 from tests.conftest import TEST_REDIS_URL
@@ -121,11 +121,10 @@ async def test_bothbot_slack_command_in_http_mode(
         "BOTHBOT_RAG_DEFAULT": "false",
         "BOTHBOT_SLACK_ADMINS": "UADMIN,UOTHER",
     }
+    script = Path(sys.executable).with_name("bothbot")  # the installed console script, as the docs run it
+    command = [str(script), "slack"] if script.exists() else [sys.executable, "-m", "bot", "slack"]
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        "slack",
+        *command,
         env=env,
         cwd=str(tmp_path),
         stdout=asyncio.subprocess.PIPE,

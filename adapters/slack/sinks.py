@@ -1,0 +1,234 @@
+"""The two ways an answer is written into Slack while it streams.
+
+- :class:`NativeStreamSink`: ``chat.startStream`` → ``chat.appendStream``… → ``chat.stopStream``
+  (Markdown, rendered by Slack), appended at most once per throttle interval;
+- :class:`EditSink`: a placeholder posted at once and edited with ``chat.update`` at most once per
+  throttle interval (time since the last edit); the final edit is always sent.
+
+Both continue an answer that outgrows one message in a new message in the same thread.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from adapters.slack.blocks import PLACEHOLDER, answer_blocks, closing_blocks, mrkdwn_size
+from adapters.slack.mrkdwn import escape, split_head
+from bot.messages import FinalAnswer
+
+log = logging.getLogger(__name__)
+
+STREAM_LIMIT = 12_000
+"""Characters of Markdown in one natively streamed message (Slack's ``markdown_text`` limit)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyTarget:
+    """Where a reply goes and whom it answers."""
+
+    channel: str
+    thread_ts: str | None
+    team: str
+    user: str
+
+
+class StreamUnavailable(Exception):
+    """Native streaming answered, but not in a way this adapter can use."""
+
+
+class Sink(Protocol):
+    @property
+    def pending(self) -> bool:
+        """Text arrived that the message does not show yet (held back by the throttle)."""
+        ...
+
+    async def start(self, status: str | None) -> None: ...
+    async def status(self, text: str) -> None: ...
+    async def append(self, delta: str) -> None: ...
+    async def flush(self) -> None: ...
+    async def finish(self, final: FinalAnswer | None) -> None: ...
+
+
+class Throttle:
+    def __init__(self, interval: float, clock: Callable[[], float]) -> None:
+        self.interval = interval
+        self.clock = clock
+        self.last = float("-inf")
+
+    def due(self) -> bool:
+        return self.clock() - self.last >= self.interval
+
+    def mark(self) -> None:
+        self.last = self.clock()
+
+    def wait(self) -> float:
+        """Seconds until the next edit is allowed (0 when it is due now)."""
+        return max(0.0, self.last + self.interval - self.clock())
+
+
+class EditSink:
+    """A placeholder message edited with ``chat.update``; overflow continues in a new message."""
+
+    def __init__(self, client: AsyncWebClient, target: ReplyTarget, throttle: Throttle, limit: int) -> None:
+        self.client = client
+        self.target = target
+        self.throttle = throttle
+        self.limit = limit
+        self.ts: str | None = None
+        self.current = ""  # Markdown of the message being written
+        self.shown: str | None = None  # mrkdwn text the current message shows
+        self.posted: list[str] = []
+        self._dirty = False
+
+    @property
+    def pending(self) -> bool:
+        return self._dirty
+
+    async def start(self, status: str | None) -> None:
+        text = f"_{escape(status)}_" if status else PLACEHOLDER
+        await self._post(text)
+
+    async def _post(self, text: str, blocks: list[dict[str, Any]] | None = None) -> None:
+        kwargs: dict[str, Any] = {"channel": self.target.channel, "text": text}
+        if blocks is not None:
+            kwargs["blocks"] = blocks
+        if self.target.thread_ts:
+            kwargs["thread_ts"] = self.target.thread_ts
+        response = await self.client.chat_postMessage(**kwargs)
+        ts = response.get("ts")
+        self.ts = str(ts) if ts else None  # without a ts the message cannot be edited: post anew
+        self.shown = text
+        if self.ts:
+            self.posted.append(self.ts)
+        self.throttle.mark()
+
+    async def _edit(self, markdown: str, final: FinalAnswer | None = None, *, force: bool = False) -> None:
+        text, blocks = answer_blocks(markdown, final)
+        if not force and text == self.shown:
+            return
+        if self.ts is None:
+            if final is not None or force:
+                await self._post(text, blocks)
+            return
+        try:
+            await self.client.chat_update(channel=self.target.channel, ts=self.ts, text=text, blocks=blocks)
+        except SlackApiError as exc:
+            # The message can't be edited (deleted, edit window closed, …): an intermediate edit is
+            # skipped; a final one is posted as a new message so the answer still arrives whole.
+            log.warning("chat.update failed (%s)", exc.response.get("error"))
+            if final is None and not force:
+                self.throttle.mark()
+                return
+            await self._post(text, blocks)
+            return
+        self.shown = text
+        self.throttle.mark()
+
+    async def status(self, text: str) -> None:
+        if not self.current and self.throttle.due():
+            status = f"_{escape(text)}_"
+            if status != self.shown and self.ts is not None:
+                await self.client.chat_update(channel=self.target.channel, ts=self.ts, text=status)
+                self.shown = status
+                self.throttle.mark()
+
+    async def append(self, delta: str) -> None:
+        self.current += delta
+        while mrkdwn_size(self.current) > self.limit:
+            head, rest = split_head(self.current, self.limit, mrkdwn_size)
+            await self._edit(head, force=True)
+            self.current = rest
+            text, blocks = answer_blocks(rest, None)
+            await self._post(text, blocks)
+        self._dirty = True
+        if self.throttle.due():
+            await self.flush()
+
+    async def flush(self) -> None:
+        self._dirty = False
+        await self._edit(self.current)
+
+    async def finish(self, final: FinalAnswer | None) -> None:
+        self._dirty = False
+        await self._edit(self.current.rstrip(), final, force=True)
+
+
+class NativeStreamSink:
+    """``chat.startStream`` → ``chat.appendStream``… → ``chat.stopStream`` (with the closing blocks)."""
+
+    def __init__(self, client: AsyncWebClient, target: ReplyTarget, throttle: Throttle, limit: int) -> None:
+        self.client = client
+        self.target = target
+        self.throttle = throttle
+        self.limit = limit
+        self.ts: str | None = None
+        self.streamed = 0  # Markdown characters in the current streamed message
+        self.buffer = ""
+        self.posted: list[str] = []
+        self.open = False
+
+    @property
+    def pending(self) -> bool:
+        return bool(self.buffer)
+
+    async def start(self, status: str | None) -> None:
+        response = await self.client.chat_startStream(
+            channel=self.target.channel,
+            thread_ts=self.target.thread_ts or "",
+            recipient_team_id=self.target.team,
+            recipient_user_id=self.target.user,
+        )
+        ts = response.get("ts")
+        if not ts:
+            raise StreamUnavailable("chat.startStream returned no ts")
+        self.ts = str(ts)
+        self.open = True
+        self.streamed = 0
+        self.posted.append(self.ts)
+        self.throttle.mark()
+
+    async def status(self, text: str) -> None:
+        return None  # the streaming message shows its own progress until text arrives
+
+    async def flush(self) -> None:
+        await self._flush()
+
+    async def _flush(self) -> None:
+        if self.buffer and self.ts is not None:
+            await self.client.chat_appendStream(channel=self.target.channel, ts=self.ts, markdown_text=self.buffer)
+            self.streamed += len(self.buffer)
+            self.buffer = ""
+            self.throttle.mark()
+
+    async def append(self, delta: str) -> None:
+        self.buffer += delta
+        while self.streamed + len(self.buffer) > self.limit:
+            room = self.limit - self.streamed
+            head, rest = split_head(self.buffer, room) if room > 200 else ("", self.buffer)
+            self.buffer = head
+            await self._flush()
+            await self._stop(None)
+            await self.start(None)
+            self.buffer = rest
+        if self.throttle.due():
+            await self._flush()
+
+    async def _stop(self, final: FinalAnswer | None) -> None:
+        if self.ts is None:
+            raise RuntimeError("NativeStreamSink.start() must run before stop")
+        kwargs: dict[str, Any] = {"channel": self.target.channel, "ts": self.ts}
+        blocks = closing_blocks(final) if final is not None else []
+        if blocks:
+            kwargs["blocks"] = blocks
+        self.open = False
+        await self.client.chat_stopStream(**kwargs)
+
+    async def finish(self, final: FinalAnswer | None) -> None:
+        await self._flush()
+        await self._stop(final)

@@ -1,0 +1,129 @@
+"""The same conversation scenarios through every adapter: console, Slack and Discord."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from discord.gateway import DiscordWebSocket
+from discord.http import Route
+
+from bot.cli import main as cli_main
+from bot.runtime import Runtime
+from bot.settings import Settings
+from tests.contract.drivers import ConsoleDriver, DiscordDriver, Driver, SlackDriver
+from tests.fakes.discord_server import FakeDiscord
+from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.slack_payloads import SIGNING_SECRET
+from tests.fakes.slack_server import BOT_TOKEN, FakeSlack
+
+BASE, TUNED = "base-model", "ft:base-model:acme:support:abc123"
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "laptops.md").write_text(
+        "# Laptops\n\nTo request a laptop, open a ticket in the IT portal under Hardware.\n"
+    )
+    (docs / "holidays.md").write_text("# Holidays\n\nEvery employee has 28 days of paid holiday a year.\n")
+    monkeypatch.setenv("BOTHBOT_DATA_DIR", str(tmp_path / "data"))
+    assert cli_main(["ingest", str(docs)]) == 0
+    monkeypatch.delenv("BOTHBOT_DATA_DIR")
+    return tmp_path / "data"
+
+
+@pytest.fixture(params=["console", "slack", "discord"])
+async def driver(
+    request: pytest.FixtureRequest,
+    make_settings: Callable[..., Settings],
+    openai_server: FakeOpenAI,
+    data_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> AsyncIterator[Driver]:
+    values: dict[str, Any] = {
+        "data_dir": data_dir,
+        "openai_base_url": openai_server.base_url,
+        "openai_api_key": "sk-contract",
+        "profiles": {"base": {"model": BASE}, "tuned": {"model": TUNED}},
+        "default_profile": "base",
+        "model_max_retries": 0,
+    }
+    built: Driver
+    if request.param == "console":
+        built = ConsoleDriver(await Runtime.start(make_settings(**values)))
+        yield built
+        await built.close()
+    elif request.param == "slack":
+        async with FakeSlack(users={"UADMIN": {"is_admin": True}}) as fake:
+            settings = make_settings(
+                **values,
+                slack_bot_token=BOT_TOKEN,
+                slack_signing_secret=SIGNING_SECRET,
+                slack_api_url=fake.api_url,
+                slack_edit_interval_seconds=0.0,
+            )
+            built = await SlackDriver.start(settings, fake)
+            yield built
+            await built.close()
+    else:
+        monkeypatch.setattr(Route, "BASE", Route.BASE)
+        monkeypatch.setattr(DiscordWebSocket, "DEFAULT_GATEWAY", DiscordWebSocket.DEFAULT_GATEWAY)
+        fake = await FakeDiscord().start()
+        try:
+            settings = make_settings(
+                **values,
+                discord_token=fake.token,
+                discord_api_url=fake.base_url,
+                discord_edit_interval_seconds=0.0,
+            )
+            built = await DiscordDriver.start(settings, fake)
+            yield built
+            await built.close()
+        finally:
+            await fake.close()
+
+
+async def test_a_question_is_answered_once_from_the_right_source(
+    driver: Driver, openai_server: FakeOpenAI
+) -> None:
+    openai_server.reply_text = "Open a ticket in the IT portal under Hardware [1]."
+    shown = await driver.ask("How do I request a laptop?", channel="general")
+    assert "Open a ticket in the IT portal under Hardware" in shown
+    assert "Laptops" in shown  # the cited source is shown
+    assert "Holidays" not in shown  # an uncited one is not
+    assert len(openai_server.chat_requests) == 1
+    system = openai_server.chat_requests[0].body["messages"][0]["content"]
+    assert "[1] Laptops" in system
+
+
+async def test_an_admin_switches_one_channel_to_the_tuned_model(
+    driver: Driver, openai_server: FakeOpenAI
+) -> None:
+    reply = await driver.command("model tuned", channel="support", admin=True)
+    assert "now uses profile `tuned`" in reply
+    await driver.ask("How do I request a laptop?", channel="support")
+    assert openai_server.chat_requests[-1].body["model"] == TUNED
+    await driver.ask("How do I request a laptop?", channel="general")
+    assert openai_server.chat_requests[-1].body["model"] == BASE
+    shown = await driver.command("model", channel="support", admin=not driver.supports_non_admins)
+    assert "`tuned`" in shown
+
+
+@pytest.mark.parametrize("driver", ["slack", "discord"], indirect=True)  # the console user is always admin
+async def test_a_member_who_is_not_an_admin_changes_nothing(
+    driver: Driver, openai_server: FakeOpenAI
+) -> None:
+    reply = await driver.command("model tuned", channel="support", admin=False, user="mallory")
+    assert "Only an admin" in reply
+    await driver.ask("How do I request a laptop?", channel="support", user="mallory")
+    assert openai_server.chat_requests[-1].body["model"] == BASE
+
+
+async def test_unknown_commands_get_a_usage_line(driver: Driver) -> None:
+    reply = await driver.command("model nosuch", channel="general", admin=True)
+    assert "No profile `nosuch`" in reply
+    assert "`base`" in reply
