@@ -42,10 +42,11 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--chunks", type=int, default=100_000)
     parser.add_argument("--words", type=int, default=120)
+    parser.add_argument("--workers", type=int, default=1, help="ingest_workers (0: prepare in a thread)")
     args = parser.parse_args()
     docs = synthetic_corpus(args.chunks, args.words)
     with tempfile.TemporaryDirectory() as tmp:
-        env = RetrievalEnvironment(RetrievalConfig(), Path(tmp))
+        env = RetrievalEnvironment(RetrievalConfig(ingest_workers=args.workers), Path(tmp))
         svc = await open_knowledge_base(env)
         try:
             started = time.perf_counter()
@@ -57,7 +58,7 @@ async def main() -> None:
         finally:
             await svc.aclose()
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"documents: {len(docs)}, words/doc: {args.words}")
+    print(f"documents: {len(docs)}, words/doc: {args.words}, ingest_workers: {args.workers}")
     print(f"first ingest:  {report.chunks_added} chunks in {first:.2f} s = {report.chunks_added / first:,.0f} chunks/s")
     print(f"second ingest: {again.chunks_unchanged} unchanged in {second:.2f} s = {len(docs) / second:,.0f} docs/s")
     print(f"peak RSS: {peak_mb:,.0f} MB")

@@ -8,12 +8,14 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from bot.channels import ChannelConfig, ChannelSettings
 from bot.commands import ASK_COMMAND, CommandRunner, split_command
 from bot.messages import (
     AnswerKind,
+    Citation,
     FeedbackValue,
     FinalAnswer,
     IncomingMessage,
@@ -22,7 +24,7 @@ from bot.messages import (
     TextDelta,
     Usage,
 )
-from bot.model_client import ModelError, ModelRouter
+from bot.model_client import ModelClient, ModelError, ModelRouter
 from bot.prompts import (
     RETRIEVAL_ONLY_PASSAGES,
     build_messages,
@@ -33,7 +35,7 @@ from bot.prompts import (
 )
 from bot.settings import Settings
 from bot.state import StateStore, Turn
-from retrieval.api import KnowledgeBase, SearchResult, SearchScope
+from retrieval.api import KnowledgeBase, Passage, SearchResult, SearchScope
 
 log = logging.getLogger(__name__)
 
@@ -94,28 +96,10 @@ class Engine:
 
     async def _answer(self, msg: IncomingMessage, question: str, trace_id: str) -> AsyncIterator[ReplyEvent]:
         settings = self.settings
-        if not question:
-            yield FinalAnswer(text=EMPTY_QUESTION, kind="refused", trace_id=trace_id)
+        refusal = await self._refusal(msg, question)
+        if refusal:
+            yield FinalAnswer(text=refusal, kind="refused", trace_id=trace_id)
             return
-        if len(question) > settings.max_question_chars:
-            yield FinalAnswer(
-                text=(
-                    f"Your message is {len(question):,} characters; I can take up to "
-                    f"{settings.max_question_chars:,}. Please shorten it or ask about one part at a time."
-                ),
-                kind="refused",
-                trace_id=trace_id,
-            )
-            return
-        wait = await self._rate_limited(msg)
-        if wait:
-            yield FinalAnswer(
-                text=f"You're asking faster than I'm allowed to answer here. Please try again in {wait} s.",
-                kind="refused",
-                trace_id=trace_id,
-            )
-            return
-
         started = time.perf_counter()
         channel = await self.channels.get(msg.channel_key)
         found = SearchResult(passages=())
@@ -142,32 +126,46 @@ class Engine:
 
         nothing_found = found.empty or found.no_good_match
         empty_kb = channel.rag and found.empty and await self.knowledge.count(list(channel.kbs)) == 0
-        if channel.rag and nothing_found and (empty_kb or not history):
-            # A follow-up with history may still be answerable from the conversation; a first
-            # question with no matching source is not: say so instead of guessing.
-            text = EMPTY_KB if empty_kb else NO_MATCH
-            yield TextDelta(text)
-            yield await self._finish(msg, trace, trace_id, started, text, "no_knowledge", (), None, save=False)
-            return
-        passages = () if found.no_good_match else found.passages
-        citations = citations_for(passages)
-        shown = citations[:RETRIEVAL_ONLY_PASSAGES]
-
+        # Weak matches are not given to anyone as sources: with a model, the prompt says that nothing
+        # matched, so it says it does not know (or answers from the conversation); without one, the
+        # reply says so instead of showing unrelated passages.
+        turn = _Turn(msg, trace, trace_id, started, () if nothing_found else found.passages, empty_kb)
         if client is None or profile is None:
             reason = "no model is configured" if profile is None else f"profile `{profile_name}` has no endpoint"
-            text = retrieval_only_text(passages, reason)
-            yield TextDelta(text)
-            yield await self._finish(msg, trace, trace_id, started, text, "retrieval_only", shown, None)
+            async for event in self._without_model(turn, channel.rag, reason):
+                yield event
             return
-
         yield Status(f"Writing an answer with {profile_name}…")
         messages = build_messages(
             system_prompt=profile.system_prompt,
             question=question,
-            passages=passages,
+            passages=turn.passages,
             history=history_within(history, settings.history_token_budget),
             rag=channel.rag,
         )
+        async for event in self._with_model(turn, client, messages):
+            yield event
+
+    async def _without_model(self, turn: _Turn, rag: bool, reason: str) -> AsyncIterator[ReplyEvent]:
+        if turn.passages:
+            text = retrieval_only_text(turn.passages, reason)
+            kind: AnswerKind = "retrieval_only"
+        elif not rag:
+            text = (
+                f"Retrieval is off in this channel and {reason}, so I have nothing to answer from. "
+                "An admin can turn retrieval back on with `rag on`."
+            )
+            kind = "no_knowledge"
+        else:
+            text, kind = (EMPTY_KB if turn.empty_kb else NO_MATCH), "no_knowledge"
+        yield TextDelta(text)
+        citations = citations_for(turn.passages)[:RETRIEVAL_ONLY_PASSAGES]
+        yield await self._finish(turn, text, kind, citations, None, save=kind == "retrieval_only")
+
+    async def _with_model(
+        self, turn: _Turn, client: ModelClient, messages: list[dict[str, str]]
+    ) -> AsyncIterator[ReplyEvent]:
+        citations = citations_for(turn.passages)
         pieces: list[str] = []
         usage: Usage | None = None
         kind: AnswerKind = "answer"
@@ -179,25 +177,40 @@ class Engine:
                     pieces.append(item)
                     yield TextDelta(item)
         except ModelError as exc:
-            log.warning("model call failed (trace %s, profile %s): %s", trace_id, profile_name, exc)
-            trace["error"] = str(exc)
-            if pieces:
-                note = f"\n\n(The answer was cut short: {exc}.)"
-                pieces.append(note)
-                yield TextDelta(note)
-                kind = "error"
-            elif passages:
-                text = retrieval_only_text(passages, f"the model failed: {exc}")
-                yield TextDelta(text)
-                yield await self._finish(msg, trace, trace_id, started, text, "retrieval_only", shown, None)
+            log.warning("model call failed (trace %s, profile %s): %s", turn.trace_id, turn.trace["profile"], exc)
+            turn.trace["error"] = str(exc)
+            if not pieces and turn.passages:
+                async for event in self._without_model(turn, True, f"the model failed: {exc}"):
+                    yield event
                 return
-            else:
+            if not pieces:
                 text = f"Sorry, I couldn't get an answer: {exc}. Please try again in a moment."
                 yield TextDelta(text)
-                yield await self._finish(msg, trace, trace_id, started, text, "error", (), None, save=False)
+                yield await self._finish(turn, text, "error", (), None, save=False)
                 return
+            pieces.append(f"\n\n(The answer was cut short: {exc}.)")
+            yield TextDelta(pieces[-1])
+            kind = "error"
+        if turn.empty_kb:
+            pieces.append(f"\n\n({EMPTY_KB})")
+            yield TextDelta(pieces[-1])
         answer = "".join(pieces)
-        yield await self._finish(msg, trace, trace_id, started, answer, kind, cited(citations, answer), usage)
+        yield await self._finish(turn, answer, kind, cited(citations, answer), usage)
+
+    async def _refusal(self, msg: IncomingMessage, question: str) -> str | None:
+        """Why this question is not answered (empty, too long, rate limited), or None."""
+        limit = self.settings.max_question_chars
+        if not question:
+            return EMPTY_QUESTION
+        if len(question) > limit:
+            return (
+                f"Your message is {len(question):,} characters; I can take up to {limit:,}. "
+                "Please shorten it or ask about one part at a time."
+            )
+        wait = await self._rate_limited(msg)
+        if wait:
+            return f"You're asking faster than I'm allowed to answer here. Please try again in {wait} s."
+        return None
 
     async def _rate_limited(self, msg: IncomingMessage) -> int:
         s = self.settings
@@ -212,39 +225,49 @@ class Engine:
 
     async def _finish(
         self,
-        msg: IncomingMessage,
-        trace: dict[str, Any],
-        trace_id: str,
-        started: float,
+        turn: _Turn,
         text: str,
         kind: AnswerKind,
-        citations: tuple[Any, ...],
+        citations: tuple[Citation, ...],
         usage: Usage | None,
         *,
         save: bool = True,
     ) -> FinalAnswer:
         s = self.settings
+        trace = turn.trace
         trace.update(
             kind=kind,
-            latency_ms=round((time.perf_counter() - started) * 1000, 1),
+            latency_ms=round((time.perf_counter() - turn.started) * 1000, 1),
             usage=None if usage is None else {"prompt": usage.prompt_tokens, "completion": usage.completion_tokens},
             answer_chars=len(text),
         )
         if save:
             await self.state.append_turns(
-                msg.conversation_key,
+                turn.msg.conversation_key,
                 [Turn("user", trace["question"]), Turn("assistant", text)],
                 max_turns=s.history_max_turns,
                 ttl_seconds=s.history_ttl_seconds,
             )
-        await self.state.save_trace(trace_id, trace, s.trace_ttl_seconds)
+        await self.state.save_trace(turn.trace_id, trace, s.trace_ttl_seconds)
         return FinalAnswer(
             text=text,
             kind=kind,
-            trace_id=trace_id,
+            trace_id=turn.trace_id,
             citations=citations,
             profile=trace["profile"],
             model=trace["model"],
             usage=usage,
             feedback=kind in ("answer", "retrieval_only", "error", "no_knowledge"),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class _Turn:
+    """One question being answered: what the reply paths share."""
+
+    msg: IncomingMessage
+    trace: dict[str, Any]
+    trace_id: str
+    started: float
+    passages: tuple[Passage, ...]
+    empty_kb: bool

@@ -34,6 +34,7 @@ class ModelClient:
     def __init__(self, profile: ModelProfile, *, timeout_seconds: float, max_retries: int) -> None:
         self.profile = profile
         self.timeout_seconds = timeout_seconds
+        self._ask_usage = True
         key = profile.api_key.get_secret_value() if profile.api_key else _NO_KEY
         self._client = openai.AsyncOpenAI(
             api_key=key,
@@ -46,24 +47,32 @@ class ModelClient:
         await self._client.close()
 
     async def stream(self, messages: Sequence[Mapping[str, str]]) -> AsyncIterator[str | Usage]:
-        """Yield text pieces in order, then a :class:`Usage` if the endpoint reports one."""
+        """Yield text pieces in order, then a :class:`Usage` if the endpoint reports one.
+
+        Endpoints that reject ``stream_options`` (some older OpenAI-compatible servers answer 400)
+        are asked again without it, once, and this client remembers. An endpoint that answers a
+        whole JSON completion instead of an event stream is read as one piece.
+        """
         params: dict[str, Any] = {}
         if self.profile.temperature is not None:
             params["temperature"] = self.profile.temperature
         if self.profile.max_tokens is not None:
             params["max_tokens"] = self.profile.max_tokens
         try:
-            async with self._client.chat.completions.with_streaming_response.create(
-                model=self.profile.model,
-                messages=[],
-                stream=True,
-                stream_options={"include_usage": True},
-                extra_body={"messages": list(messages)},
-                **params,
-            ) as response:
-                async for line in response.iter_lines():
-                    for item in _parse_sse_line(line):
+            while True:
+                if self._ask_usage:
+                    params["stream_options"] = {"include_usage": True}
+                else:
+                    params.pop("stream_options", None)
+                try:
+                    async for item in self._request(messages, params):
                         yield item
+                    return
+                except openai.APIStatusError as exc:
+                    if not (self._ask_usage and exc.status_code in (400, 422)):
+                        raise
+                    log.info("%s rejected stream_options; asking without it", self.profile.model)
+                    self._ask_usage = False
         except openai.APITimeoutError as exc:
             raise ModelError(f"the model did not answer within {self.timeout_seconds:g} s") from exc
         except openai.APIStatusError as exc:
@@ -74,6 +83,53 @@ class ModelClient:
             raise ModelError(f"the model stopped answering for {self.timeout_seconds:g} s") from exc
         except (httpx2.HTTPError, openai.APIError) as exc:
             raise ModelError("the connection to the model broke mid-answer") from exc
+
+    async def _request(
+        self, messages: Sequence[Mapping[str, str]], params: dict[str, Any]
+    ) -> AsyncIterator[str | Usage]:
+        async with self._client.chat.completions.with_streaming_response.create(
+            model=self.profile.model,
+            messages=[],
+            stream=True,
+            extra_body={"messages": list(messages)},
+            **params,
+        ) as response:
+            if "json" in response.headers.get("content-type", ""):
+                for item in _parse_completion(await response.read()):
+                    yield item
+                return
+            async for line in response.iter_lines():
+                for item in _parse_sse_line(line):
+                    yield item
+
+
+def _parse_completion(body: bytes) -> list[str | Usage]:
+    """A non-streamed ``chat.completion`` body → its text and usage."""
+    try:
+        data = json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise ModelError("the model endpoint sent a malformed answer") from exc
+    if not isinstance(data, dict):
+        raise ModelError("the model endpoint sent a malformed answer")
+    items: list[str | Usage] = []
+    for choice in data.get("choices") or ():
+        content = (choice.get("message") or {}).get("content")
+        if content:
+            items.append(str(content))
+    items.extend(_usage(data))
+    return items
+
+
+def _usage(data: dict[str, Any]) -> list[str | Usage]:
+    usage = data.get("usage")
+    if not isinstance(usage, dict):
+        return []
+    return [
+        Usage(
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+        )
+    ]
 
 
 def _parse_sse_line(line: str) -> list[str | Usage]:
@@ -96,14 +152,7 @@ def _parse_sse_line(line: str) -> list[str | Usage]:
         content = (choice.get("delta") or {}).get("content")
         if content:
             items.append(str(content))
-    usage = chunk.get("usage")
-    if isinstance(usage, dict):
-        items.append(
-            Usage(
-                prompt_tokens=int(usage.get("prompt_tokens") or 0),
-                completion_tokens=int(usage.get("completion_tokens") or 0),
-            )
-        )
+    items.extend(_usage(chunk))
     return items
 
 

@@ -17,11 +17,13 @@ file is gone), except sources of files that failed to load this time.
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,8 @@ from retrieval.prepare import PreparedBatch, PreparedDoc, PrepareSettings, prepa
 from retrieval.sparse import Bm25Encoder, SparseVec
 from retrieval.store.protocol import ChunkState, StoredPoint, VectorStore
 
+log = logging.getLogger(__name__)
+_Job = tuple[PrepareSettings, list[Document], str, tuple[str, ...], dict[str, tuple[frozenset[str], int]], float | None]
 _BATCH_CHUNKS = 512  # chunks per upsert (and per embeddings round)
 _LOAD_BATCH = 64  # documents per preparation job
 _AVG_SAMPLE = 2_000  # chunks that set the BM25 average length of a new store
@@ -263,7 +267,7 @@ class _Run:
         self.report = IngestReport(kb=kb)
         self.stored: dict[str, list[ChunkState]] = {}
         self.seen: set[str] = set()
-        self.inflight: deque[asyncio.Future[PreparedBatch]] = deque()
+        self.inflight: deque[tuple[asyncio.Future[PreparedBatch], _Job]] = deque()
         self.pending: list[PreparedDoc] = []
         self.pending_chunks = 0
         self.submitted = 0
@@ -281,15 +285,24 @@ class _Run:
             for d in docs
             if (states := self.stored.get(d.source))
         }
-        args = (self.ingester.settings, docs, self.kb, self.scope, known, self.ingester.store.meta.avg_len)
+        job: _Job = (self.ingester.settings, docs, self.kb, self.scope, known, self.ingester.store.meta.avg_len)
         if self.pool is not None:
-            future = asyncio.get_running_loop().run_in_executor(self.pool, prepare_batch, *args)
+            future = asyncio.get_running_loop().run_in_executor(self.pool, prepare_batch, *job)
         else:
-            future = asyncio.ensure_future(asyncio.to_thread(prepare_batch, *args))
-        self.inflight.append(future)
+            future = asyncio.ensure_future(asyncio.to_thread(prepare_batch, *job))
+        self.inflight.append((future, job))
         # With a worker process, keep it busy while this process writes; a thread gains nothing.
         while len(self.inflight) > (2 * workers if self.pool is not None else 0):
-            await self._absorb(await self.inflight.popleft())
+            await self._absorb(await self._next())
+
+    async def _next(self) -> PreparedBatch:
+        future, job = self.inflight.popleft()
+        try:
+            return await future
+        except BrokenProcessPool:  # e.g. a __main__ that cannot be re-imported: carry on in threads
+            log.warning("ingest worker process failed; preparing documents in a thread instead")
+            self.pool = None
+            return await asyncio.to_thread(prepare_batch, *job)
 
     async def _absorb(self, batch: PreparedBatch) -> None:
         self.report.chunks_unchanged += batch.unchanged_chunks
@@ -307,11 +320,12 @@ class _Run:
 
     async def finish(self) -> None:
         while self.inflight:
-            await self._absorb(await self.inflight.popleft())
+            await self._absorb(await self._next())
         await self._flush()
 
     async def close(self) -> None:
-        for future in self.inflight:
+        for future, _ in self.inflight:
             future.cancel()
-        if self.pool is not None:
-            await asyncio.to_thread(self.pool.shutdown, True, cancel_futures=True)
+        pool, self.pool = self.pool, None
+        if pool is not None:
+            await asyncio.to_thread(pool.shutdown, True, cancel_futures=True)

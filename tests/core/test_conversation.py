@@ -105,11 +105,38 @@ async def test_retrieval_only_without_a_model(start_runtime: Any) -> None:
     assert "".join(e.text for e in events if isinstance(e, TextDelta)) == final.text
 
 
-async def test_no_match_says_it_does_not_know(start_runtime: Any, model_settings: dict[str, Any]) -> None:
-    runtime: Runtime = await start_runtime(**model_settings)
+async def test_no_match_without_a_model_says_it_does_not_know(start_runtime: Any) -> None:
+    runtime: Runtime = await start_runtime()
     final = await ask(runtime.engine, "zyxxy qworp flurble")
     assert final.kind == "no_knowledge"
     assert "don't know" in final.text
+    assert final.citations == ()
+
+
+async def test_no_match_tells_the_model_there_are_no_sources(
+    start_runtime: Any, model_settings: dict[str, Any], openai_server: FakeOpenAI
+) -> None:
+    runtime: Runtime = await start_runtime(**model_settings)
+    openai_server.reply_text = "The knowledge base does not cover that."
+    final = await ask(runtime.engine, "zyxxy qworp flurble")
+    assert final.kind == "answer"
+    assert final.citations == ()
+    system = openai_server.chat_requests[-1].body["messages"][0]["content"]
+    assert "No source in the knowledge base matches" in system
+    assert "Sources:" not in system
+
+
+async def test_empty_knowledge_base_says_how_to_ingest(
+    make_settings: Any, model_settings: dict[str, Any], openai_server: FakeOpenAI, tmp_path: Any
+) -> None:
+    for overrides in ({}, model_settings):
+        runtime = await Runtime.start(make_settings(data_dir=tmp_path / "empty", **overrides))
+        try:
+            final = await ask(runtime.engine, "How do I request a laptop?")
+        finally:
+            await runtime.aclose()
+        assert "bothbot ingest PATH" in final.text
+    assert len(openai_server.chat_requests) == 1  # with a model, it still answers, and says so
 
 
 async def test_answer_cites_the_right_source(

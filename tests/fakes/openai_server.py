@@ -42,6 +42,8 @@ class FakeOpenAI:
     reply_text: str | ReplyFn = "The answer is in the docs [1]."
     chunks_per_reply: int = 5
     embedding_dim: int = 64
+    reject_stream_options: bool = False  # answer 400 to requests carrying stream_options (older servers)
+    ignore_stream: bool = False  # answer a whole JSON completion even when asked to stream
     requests: list[RecordedRequest] = field(default_factory=list)
     _failures: list[_Failure] = field(default_factory=list)
     _runner: web.AppRunner | None = None
@@ -124,6 +126,9 @@ class FakeOpenAI:
         body, failure = await self._record(request)
         if failure is not None:
             return failure
+        if self.reject_stream_options and "stream_options" in body:
+            error = {"message": "Unrecognized request argument: stream_options"}
+            return web.json_response({"error": error}, status=400)
         text = self._text_for(body)
         model = str(body.get("model", ""))
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
@@ -133,7 +138,7 @@ class FakeOpenAI:
             "total_tokens": prompt_tokens + len(text.split()),
         }
         created = int(time.time())
-        if not body.get("stream"):
+        if not body.get("stream") or self.ignore_stream:
             return web.json_response(
                 {
                     "id": "chatcmpl-fake",
