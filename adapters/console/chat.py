@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import uuid
 from collections.abc import AsyncIterator
@@ -11,6 +12,8 @@ from typing import TextIO
 from adapters.console.render import render_reply
 from bot.engine import Engine
 from bot.messages import IncomingMessage
+
+log = logging.getLogger(__name__)
 
 EXIT_WORDS = frozenset({"/quit", "/exit"})
 WORKSPACE = "local"
@@ -86,4 +89,8 @@ async def run_chat(
         msg = to_message(line, channel=channel, user=user)
         if interactive:
             stdout.write("bothbot> ")
-        await render_reply(engine.handle(msg), stdout, stderr if interactive else None)
+        try:
+            await render_reply(engine.handle(msg), stdout, stderr if interactive else None)
+        except Exception as exc:  # the adapter boundary: log it whole, tell the user briefly and go on
+            log.exception("answering %s failed", msg.event_id)
+            stdout.write(f"\nSorry, that failed ({type(exc).__name__}); the details are in the log.\n\n")
