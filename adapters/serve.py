@@ -37,7 +37,7 @@ async def _slack(runtime: Runtime, settings: Settings, stop: asyncio.Event) -> N
 
 
 async def _discord(runtime: Runtime, settings: Settings, stop: asyncio.Event) -> None:
-    from adapters.discord.client import build_client, discord_token, serve_discord
+    from adapters.discord.client import build_client, discord_token, serve_discord, stop_discord
 
     token = discord_token(settings)
     client = build_client(runtime, settings)
@@ -47,7 +47,7 @@ async def _discord(runtime: Runtime, settings: Settings, stop: asyncio.Event) ->
         await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         stopping.cancel()
-        await client.close()
+        await stop_discord(client)  # lets answers in progress finish first
     await serving  # re-raise a start-up error (bad token, refused intent)
 
 

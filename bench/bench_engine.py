@@ -65,8 +65,12 @@ async def main() -> None:
             for i in range(args.answers):
                 topic = TOPICS[i % len(TOPICS)]
                 msg = IncomingMessage(
-                    platform="slack", workspace="T", channel=f"C{i % 4}", user=f"U{i % 10}",
-                    text=f"What does the {topic} policy say about tickets?", event_id=uuid.uuid4().hex,
+                    platform="slack",
+                    workspace="T",
+                    channel=f"C{i % 4}",
+                    user=f"U{i % 10}",
+                    text=f"What does the {topic} policy say about tickets?",
+                    event_id=uuid.uuid4().hex,
                     thread=f"t{i % 20}",
                 )
                 w0, c0 = time.perf_counter(), time.process_time()
@@ -87,7 +91,9 @@ async def main() -> None:
 
     state = "in-process" if args.memory else "Redis"
     print(f"engine, {args.answers} answers, state {state}, 200 documents, 60-word streamed answers")
-    print(f"  wall per answer: p50 {ms(walls, 0.5)}, p99 {ms(walls, 0.99)}, mean {statistics.mean(walls)*1000:.2f} ms")
+    print(
+        f"  wall per answer: p50 {ms(walls, 0.5)}, p99 {ms(walls, 0.99)}, mean {statistics.mean(walls) * 1000:.2f} ms"
+    )
     cpu_mean = statistics.mean(cpus) * 1000
     print(f"  CPU per answer (bot + in-process fake server): p50 {ms(cpus, 0.5)}, mean {cpu_mean:.2f} ms")
 

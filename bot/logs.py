@@ -43,4 +43,7 @@ def configure_logging(level: str, secrets: Iterable[str], stream: object = None)
     root.setLevel(level.upper())
     for noisy in ("httpx", "httpx2", "httpcore", "openai", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # At DEBUG these print raw payloads: message text, interaction tokens, webhook URLs.
+    for chatty in ("discord.gateway", "discord.http", "discord.webhook", "slack_sdk", "slack_bolt"):
+        logging.getLogger(chatty).setLevel(max(logging.INFO, root.level))
     return handler

@@ -41,7 +41,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=[],
         metavar="SCOPE",
         help="who may see these documents: 'public' (default) or channel keys such as slack:C123 or "
-        "discord:456 (repeat or comma-separate). A private Slack channel's threads stay in that channel.",
+        "discord:456 (repeat or comma-separate). A document's own scope wins: front matter 'scope:', a JSON "
+        "Lines 'scope' field, and a private Slack channel's threads, which stay in that channel.",
     )
     ingest.add_argument("--prune", action="store_true", help="remove chunks of files under PATH that are gone")
     ingest.add_argument("--include", action="append", default=[], metavar="GLOB", help="only matching files")

@@ -19,7 +19,7 @@ from retrieval.api import PUBLIC_SCOPE, SearchResult, SearchScope
 from retrieval.config import RetrievalConfig, RetrievalEnvironment
 from retrieval.documents import Document, LoadFailure
 from retrieval.embeddings import Embedder, make_embedder
-from retrieval.errors import StoreLockedError
+from retrieval.errors import RetrievalError, StoreLockedError
 from retrieval.ingest import Ingester, IngestReport
 from retrieval.loaders import LoadOptions
 from retrieval.search import Searcher, SearchMode
@@ -129,8 +129,16 @@ async def open_knowledge_base(
             if env.qdrant_url == ":memory:":
                 client = AsyncQdrantClient(location=":memory:")
             else:
-                client = AsyncQdrantClient(url=env.qdrant_url, api_key=env.qdrant_api_key)
-            store: VectorStore = await ServerStore.open(client, dense_size)
+                # no version check: it runs a blocking request in a thread and only warns
+                client = AsyncQdrantClient(url=env.qdrant_url, api_key=env.qdrant_api_key, check_compatibility=False)
+            try:
+                store: VectorStore = await ServerStore.open(client, dense_size)
+            except Exception as exc:  # connection and HTTP errors of qdrant-client, told in one sentence
+                await client.close()
+                raise RetrievalError(
+                    f"Cannot use the Qdrant server at QDRANT_URL={env.qdrant_url}: {exc}. Check that it is "
+                    "running and reachable (and QDRANT_API_KEY), or unset QDRANT_URL to use the embedded store."
+                ) from exc
             location = f"Qdrant at {env.qdrant_url}"
         else:
             path = env.data_dir / EDGE_DIRNAME
@@ -153,13 +161,15 @@ async def _open_edge(
             return await EdgeStore.open(path, dense_size)
         except StoreLockedError:
             waited = time.monotonic() - started
-            if waited >= lock_wait:
-                raise StoreLockedError(path, waited) from None
+            if lock_wait <= 0:
+                raise
             if on_wait is not None and not told:
                 told = True
                 on_wait(
                     f"The knowledge base at {path} is open in another bothbot process (a running bot or "
-                    f"another ingest); waiting up to {lock_wait:.0f} s for it to close. To share it between "
+                    f"another ingest); waiting up to {lock_wait:g} s for it to close. To share it between "
                     "processes, set QDRANT_URL to a Qdrant server."
                 )
+            if waited >= lock_wait:
+                raise StoreLockedError(path, waited) from None
             await asyncio.sleep(min(_LOCK_POLL, max(0.0, lock_wait - waited)))

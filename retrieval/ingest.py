@@ -35,7 +35,7 @@ from retrieval.config import RetrievalConfig
 from retrieval.documents import Document, LoadFailure
 from retrieval.embeddings import Embedder
 from retrieval.loaders import LoadOptions, iter_documents
-from retrieval.prepare import PreparedBatch, PreparedDoc, PrepareSettings, prepare_batch
+from retrieval.prepare import PreparedBatch, PreparedDoc, PrepareSettings, document_hash, prepare_batch
 from retrieval.sparse import Bm25Encoder, SparseVec
 from retrieval.store.protocol import ChunkState, StoredPoint, VectorStore
 
@@ -44,6 +44,7 @@ _Job = tuple[PrepareSettings, list[Document], str, tuple[str, ...], dict[str, tu
 _BATCH_CHUNKS = 512  # chunks per upsert (and per embeddings round)
 _LOAD_BATCH = 64  # documents per preparation job
 _AVG_SAMPLE = 2_000  # chunks that set the BM25 average length of a new store
+_INFLIGHT_PER_WORKER = 16  # preparation jobs queued per worker: enough to cover one write round
 _POOL_AFTER = 8 * _LOAD_BATCH  # documents before a worker process is worth starting
 _OPTIMIZE_AFTER = 1_000  # chunks written that make an index optimisation worth it
 
@@ -272,9 +273,19 @@ class _Run:
         self.pending_chunks = 0
         self.submitted = 0
         self.pool: ProcessPoolExecutor | None = None
+        self.broken: list[ProcessPoolExecutor] = []
         self.bulk = False
 
-    async def submit(self, docs: list[Document]) -> None:
+    async def submit(self, batch: list[Document]) -> None:
+        docs: list[Document] = []
+        for doc in batch:  # unchanged documents stop here, before any worker sees them
+            states = self.stored.get(doc.source)
+            if states and {s.doc_hash for s in states} == {document_hash(self.ingester.settings, doc, self.scope)}:
+                self.report.chunks_unchanged += len(states)
+            else:
+                docs.append(doc)
+        if not docs:
+            return
         self.submitted += len(docs)
         workers = self.ingester.config.ingest_workers
         if self.pool is None and workers > 0 and self.submitted > _POOL_AFTER:
@@ -292,7 +303,7 @@ class _Run:
             future = asyncio.ensure_future(asyncio.to_thread(prepare_batch, *job))
         self.inflight.append((future, job))
         # With a worker process, keep it busy while this process writes; a thread gains nothing.
-        while len(self.inflight) > (2 * workers if self.pool is not None else 0):
+        while len(self.inflight) > (_INFLIGHT_PER_WORKER * workers if self.pool is not None else 0):
             await self._absorb(await self._next())
 
     async def _next(self) -> PreparedBatch:
@@ -300,8 +311,10 @@ class _Run:
         try:
             return await future
         except BrokenProcessPool:  # e.g. a __main__ that cannot be re-imported: carry on in threads
-            log.warning("ingest worker process failed; preparing documents in a thread instead")
-            self.pool = None
+            if self.pool is not None:
+                log.warning("ingest worker process failed; preparing documents in a thread instead")
+                self.broken.append(self.pool)
+                self.pool = None
             return await asyncio.to_thread(prepare_batch, *job)
 
     async def _absorb(self, batch: PreparedBatch) -> None:
@@ -326,6 +339,7 @@ class _Run:
     async def close(self) -> None:
         for future, _ in self.inflight:
             future.cancel()
-        pool, self.pool = self.pool, None
-        if pool is not None:
+        pools = [*self.broken, *([self.pool] if self.pool is not None else [])]
+        self.pool, self.broken = None, []
+        for pool in pools:
             await asyncio.to_thread(pool.shutdown, True, cancel_futures=True)

@@ -62,26 +62,35 @@ def _encoder(settings: PrepareSettings) -> Bm25Encoder:
     return enc
 
 
-def doc_hash(settings: PrepareSettings, doc: Document, scope: tuple[str, ...]) -> str:
-    """Changes whenever anything that ends up in the store would change."""
-    h = hashlib.sha256()
+def _settings_key(settings: PrepareSettings) -> bytes:
     encoder = _encoder(settings)
-    parts = (
-        encoder.signature,
-        f"{settings.chunk_tokens}/{settings.chunk_overlap}/{settings.dense}",
-        doc.format,
-        doc.title,
-        doc.url or "",
-        doc.origin,
-        ",".join(scope),
-    )
-    for part in parts:
-        h.update(part.encode())
-        h.update(b"\x1f")
-    h.update(json.dumps(dict(doc.metadata), sort_keys=True, default=str).encode())
+    return f"{encoder.signature}\x1f{settings.chunk_tokens}/{settings.chunk_overlap}/{settings.dense}\x1f".encode()
+
+
+def doc_hash(settings: PrepareSettings, doc: Document, scope: tuple[str, ...], meta_json: str) -> str:
+    """Changes whenever anything that ends up in the store would change."""
+    h = hashlib.sha1(_settings_key(settings), usedforsecurity=False)
+    h.update("\x1f".join((doc.format, doc.title, doc.url or "", doc.origin, ",".join(scope), meta_json)).encode())
     h.update(b"\x1f")
     h.update(doc.text.encode())
-    return h.hexdigest()[:32]
+    return h.hexdigest()
+
+
+def document_hash(settings: PrepareSettings, doc: Document, run_scope: tuple[str, ...]) -> str:
+    meta = dict(doc.metadata)
+    return doc_hash(
+        settings, doc, doc.scope or run_scope, json.dumps(meta, sort_keys=True, default=str) if meta else ""
+    )
+
+
+def point_id(kb: str, source: str, content: str, occurrence: int) -> str:
+    """UUID version 5 (RFC 4122, SHA-1) of the chunk's identity, formatted like ``str(uuid.uuid5(...))``."""
+    h = hashlib.sha1(
+        _NAMESPACE.bytes + f"{kb}\x1f{source}\x1f{content}\x1f{occurrence}".encode(), usedforsecurity=False
+    )
+    x = h.hexdigest()
+    variant = "89ab"[int(x[16], 16) & 0x3]
+    return f"{x[:8]}-{x[8:12]}-5{x[13:16]}-{variant}{x[17:20]}-{x[20:32]}"
 
 
 def prepare_batch(
@@ -100,13 +109,17 @@ def prepare_batch(
     batch = PreparedBatch([])
     for doc in docs:
         scope = doc.scope or run_scope
-        dhash = doc_hash(settings, doc, scope)
+        meta = dict(doc.metadata)
+        meta_json = json.dumps(meta, sort_keys=True, default=str) if meta else ""
+        dhash = doc_hash(settings, doc, scope, meta_json)
         stored = known.get(doc.source)
         if stored is not None and stored[0] == {dhash}:
             batch.unchanged_chunks += stored[1]
             continue
         prepared = PreparedDoc(doc.source, dhash)
         occurrences: dict[str, int] = {}
+        scope_list = list(scope)
+        doc_key = f"{kb}\x1f{','.join(scope)}\x1f{doc.source}\x1f{doc.origin}\x1f{doc.url or ''}\x1f{meta_json}"
         for chunk in chunk_document(doc, settings.chunk_tokens, settings.chunk_overlap):
             heading = chunk.heading
             embed_text = f"{doc.title}\n{heading}\n{chunk.text}" if heading else f"{doc.title}\n{chunk.text}"
@@ -116,14 +129,12 @@ def prepare_batch(
             counts, length = encoder.analyze(embed_text)
             payload: dict[str, Any] = {
                 "kb": kb,
-                "scope": list(scope),
+                "scope": scope_list,
                 "source": doc.source,
                 "origin": doc.origin,
                 "title": doc.title,
                 "position": chunk.position,
-                "format": doc.format,
                 "text": chunk.text,
-                "terms": length,
             }
             if heading:
                 payload["heading"] = heading
@@ -131,13 +142,14 @@ def prepare_batch(
                 payload["url"] = doc.url
             if chunk.page is not None:
                 payload["page"] = chunk.page
-            if doc.metadata:
-                payload["meta"] = dict(doc.metadata)
+            if meta:
+                payload["meta"] = meta
+            # what the payload says beyond the id's content hash: where the chunk sits and who sees it
             payload["chunk_hash"] = hashlib.sha1(
-                json.dumps(payload, sort_keys=True, default=str).encode(), usedforsecurity=False
+                f"{doc_key}\x1f{chunk.position}\x1f{chunk.page}\x1f{content}".encode(), usedforsecurity=False
             ).hexdigest()[:20]
             payload["doc_hash"] = dhash
-            prepared.ids.append(str(uuid.uuid5(_NAMESPACE, f"{kb}\x1f{doc.source}\x1f{content}\x1f{n}")))
+            prepared.ids.append(point_id(kb, doc.source, content, n))
             prepared.payloads.append(payload)
             prepared.embed_texts.append(embed_text if settings.dense != "-" else "")
             prepared.terms.append((counts, length))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import unicodedata
 import zlib
-from collections import Counter
+from collections import _count_elements  # type: ignore[attr-defined]  # C counter loop
 from dataclasses import dataclass
 
 import snowballstemmer
@@ -105,7 +105,8 @@ class Bm25Encoder:
             for word in set(words).difference(self._ids):
                 self._learn(word)
             tids = list(map(lookup, words))
-        counts: dict[int, int] = Counter(tids)  # type: ignore[arg-type]
+        counts: dict[int, int] = {}
+        _count_elements(counts, tids)
         length = len(tids) - counts.pop(-1, 0)
         return counts, length
 

@@ -16,11 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import signal
+from collections.abc import Callable
 from typing import Any
 
+import aiohttp
 import discord
+import discord.webhook.async_
 import yarl
 from discord import app_commands
 from discord.gateway import DiscordWebSocket
@@ -29,10 +33,14 @@ from discord.http import Route
 from adapters.discord.commands import build_group
 from adapters.discord.handlers import AdapterOptions, DiscordAdapter
 from adapters.discord.memory import ConversationMemory
+from adapters.discord.payloads import normalize_event
 from bot.runtime import Runtime
 from bot.settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE_SECONDS = 10.0
+"""On SIGTERM, how long answers in progress may take to finish (platforms wait about 30 s)."""
 
 TOKEN_HELP = (
     "DISCORD_TOKEN is not set. Create an application at https://discord.com/developers/applications, "
@@ -45,6 +53,22 @@ def configure_endpoints(settings: Settings) -> None:
     Route.BASE = settings.discord_api_url.rstrip("/")
     if settings.discord_gateway_url:  # the settings validator checked it is ws:// or wss://
         DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.discord_gateway_url)
+    # discord.py parses a body as JSON only when the content type is exactly "application/json";
+    # a compatible server answering "application/json; charset=utf-8" (aiohttp's, Flask's default)
+    # would otherwise hand it strings where it expects objects. Discord itself is unaffected.
+    discord.http.json_or_text = _json_or_text
+    setattr(discord.webhook.async_, "json_or_text", _json_or_text)  # noqa: B010 (not exported)
+
+
+async def _json_or_text(response: aiohttp.ClientResponse) -> dict[str, Any] | str:
+    text = await response.text(encoding="utf-8")
+    if response.content_type == "application/json" and text:  # media type, parameters ignored
+        try:
+            parsed: dict[str, Any] = json.loads(text)
+            return parsed
+        except ValueError:
+            return text
+    return text
 
 
 def build_intents(settings: Settings) -> discord.Intents:
@@ -79,25 +103,58 @@ class _Wiring:
     bothbot: DiscordAdapter
     bothbot_settings: Settings
     tree: app_commands.CommandTree[Any]
+    _sync_task: asyncio.Task[None] | None = None
 
     async def setup_hook(self) -> None:
         client: discord.Client = self  # type: ignore[assignment]
         settings = self.bothbot_settings
         if not settings.discord_gateway_url:
-            try:
-                data = await client.http.request(Route("GET", "/gateway"))
-                DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(str(data["url"]))
-            except Exception as exc:  # any failure here only costs the discovery, not the start
-                fallback = DiscordWebSocket.DEFAULT_GATEWAY
-                log.warning("could not ask %s/gateway (%s); using %s", Route.BASE, exc, fallback)
+            await _discover_gateway(client)
         log.info("Discord gateway: %s", DiscordWebSocket.DEFAULT_GATEWAY)
         shards = settings.discord_shard_ids
         if settings.discord_sync_commands and (shards is None or 0 in shards):  # one process registers
-            try:
-                synced = await self.tree.sync()
-                log.info("registered /bothbot with %d subcommands", len(synced[0].options) if synced else 0)
-            except Exception as exc:  # registration is an optimisation of start-up, never fatal
-                log.warning("could not register the /bothbot command (%s); existing registration stays", exc)
+            # in the background: a slow or missing registration endpoint never delays answering
+            self._sync_task = asyncio.create_task(self._register_commands(), name="discord-command-sync")
+
+    async def _register_commands(self) -> None:
+        try:
+            synced = await self.tree.sync()
+            log.info("registered /bothbot with %d subcommands", len(synced[0].options) if synced else 0)
+        except Exception as exc:  # registration is an optimisation of start-up, never fatal
+            log.warning("could not register the /bothbot command (%s); existing registration stays", exc)
+
+    async def application_info(self) -> discord.AppInfo:
+        """The application, or — when the server does not provide it — one with the bot user's id.
+
+        discord.py reads the application at login for its id (used to register commands and to
+        answer interactions). Every application created since 2017 has its bot user's id, so a
+        server without ``/oauth2/applications/@me`` costs nothing but a warning.
+        """
+        client: discord.Client = self  # type: ignore[assignment]
+        try:
+            return await discord.Client.application_info(client)
+        except (discord.HTTPException, KeyError, TypeError, ValueError) as exc:
+            user = client.user
+            if user is None:
+                raise
+            log.warning("could not read the application (%s); using the bot user's id %s", exc, user.id)
+            data: dict[str, Any] = {
+                "id": str(user.id),
+                "name": user.name,
+                "description": "",
+                "icon": None,
+                "bot_public": False,
+                "bot_require_code_grant": False,
+                "owner": {"id": str(user.id), "username": user.name, "discriminator": "0", "avatar": None},
+                "verify_key": "",
+                "flags": 0,
+            }
+            return discord.AppInfo(client._connection, data)  # type: ignore[arg-type]
+
+    async def close(self) -> None:
+        if self._sync_task is not None:
+            self._sync_task.cancel()
+        await super().close()  # type: ignore[misc]
 
     async def on_ready(self) -> None:
         client: discord.Client = self  # type: ignore[assignment]
@@ -111,6 +168,18 @@ class _Wiring:
 
     async def on_interaction(self, interaction: discord.Interaction) -> None:
         await self.bothbot.on_interaction(interaction)
+
+
+async def _discover_gateway(client: discord.Client) -> None:
+    """``GET /gateway`` (then ``/gateway/bot``) as Discord recommends; keep the default if neither works."""
+    for path in ("/gateway", "/gateway/bot"):
+        try:
+            data = await client.http.request(Route("GET", path))
+            DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(str(data["url"]))
+            return
+        except Exception as exc:  # any failure here only costs the discovery, not the start
+            log.warning("could not ask %s%s (%s)", Route.BASE, path, exc)
+    log.warning("no gateway URL from %s; using %s", Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY)
 
 
 class BothbotClient(_Wiring, discord.Client):
@@ -135,6 +204,7 @@ def build_client(runtime: Runtime, settings: Settings | None = None) -> discord.
         allowed_mentions=discord.AllowedMentions.none(),
         **shards,
     )
+    _guard_parsers(client)
     state = runtime.state
     memory = ConversationMemory(state.redis, state.key, settings.history_ttl_seconds)
     options = AdapterOptions(
@@ -143,13 +213,53 @@ def build_client(runtime: Runtime, settings: Settings | None = None) -> discord.
         thread_archive_minutes=settings.discord_thread_archive_minutes,
     )
     adapter = DiscordAdapter(client, runtime.engine, memory, options)
-    tree: app_commands.CommandTree[Any] = app_commands.CommandTree(client)
+    tree: app_commands.CommandTree[Any] = _AutocompleteOnlyTree(client)
     tree.add_command(build_group(adapter.on_command, lambda: runtime.settings.profiles.keys()))
     tree.on_error = _tree_error  # type: ignore[method-assign]
     client.bothbot = adapter
     client.bothbot_settings = settings
     client.tree = tree
     return client
+
+
+class _AutocompleteOnlyTree(app_commands.CommandTree[Any]):
+    """Registers ``/bothbot`` and answers autocomplete; the adapter itself runs the commands.
+
+    discord.py's tree matches an interaction against the registered signature exactly, and a
+    command whose options differ (another option name, no ``type``, a missing subcommand) ends
+    in an error or, for a malformed option, in nothing at all. The adapter reads the command
+    leniently with ``convert.slash_command`` instead (see ``DiscordAdapter.on_interaction``).
+    """
+
+    async def interaction_check(self, interaction: discord.Interaction[Any], /) -> bool:
+        return interaction.type is discord.InteractionType.autocomplete
+
+
+def _guard_parsers(client: discord.Client) -> None:
+    """Sparse gateway events are completed; one discord.py still cannot parse is logged and skipped.
+
+    discord.py lets a parser's exception (say, a KeyError on a GUILD_CREATE whose channels lack a
+    field) escape the gateway loop, which stops the client. One odd event must cost only itself:
+    messages in a guild that was never cached are still answered (the adapter does not need the cache).
+    """
+    parsers: dict[str, Callable[[Any], None]] = client._connection.parsers
+
+    def guild_of(channel_id: str) -> str | None:
+        channel = client.get_channel(int(channel_id)) if channel_id.isdigit() else None
+        guild = getattr(channel, "guild", None)
+        return str(guild.id) if guild is not None else None
+
+    def guarded(event: str, parse: Callable[[Any], None]) -> Callable[[Any], None]:
+        def run(data: Any) -> None:
+            try:
+                parse(normalize_event(event, data, guild_of))
+            except Exception:
+                log.warning("could not read a %s event from the gateway; skipped it", event, exc_info=True)
+
+        return run
+
+    for event, parse in list(parsers.items()):
+        parsers[event] = guarded(event, parse)
 
 
 async def _tree_error(interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
@@ -193,6 +303,16 @@ async def serve_discord(client: discord.Client, token: str) -> None:
             await client.close()
 
 
+async def stop_discord(client: discord.Client, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
+    """Finish the answers in progress (at most ``grace`` seconds), then close the connection."""
+    adapter: DiscordAdapter | None = getattr(client, "bothbot", None)
+    if adapter is not None:
+        unfinished = await adapter.drain(grace)
+        if unfinished:
+            log.warning("stopping with %d answer(s) unfinished after %.0f s", unfinished, grace)
+    await client.close()
+
+
 async def run_discord(settings: Settings) -> None:
     """``bothbot discord``: connect, answer until SIGTERM or Ctrl-C, then close cleanly."""
     token = discord_token(settings)
@@ -204,8 +324,9 @@ async def run_discord(settings: Settings) -> None:
             log.info(line)
         client = build_client(runtime, settings)
         loop = asyncio.get_running_loop()
+        stopping: list[asyncio.Task[None]] = []  # keeps the task referenced until it is done
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signal.SIGTERM, lambda: asyncio.ensure_future(client.close()))
+            loop.add_signal_handler(signal.SIGTERM, lambda: stopping.append(asyncio.create_task(stop_discord(client))))
         try:
             await serve_discord(client, token)
         finally:

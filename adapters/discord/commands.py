@@ -1,10 +1,14 @@
-"""``/bothbot <subcommand>``: Discord's native slash command mapped onto the core's command lines.
+"""``/bothbot <subcommand>``: the command as it is registered with Discord.
 
-Each subcommand only builds a line (``"model tuned"``) and hands it to the adapter, which defers
-within Discord's 3 seconds, works out ``is_admin`` from the member's permissions and roles, and
-lets the core execute it. No ``default_permissions`` gate: everyone may use the read-only
-subcommands and ``ask``; the core refuses changes from non-admins, and that check is in the bot,
-where it can be tested, not only in Discord's client.
+This group is what ``tree.sync()`` registers (typed options, choices, autocomplete of profiles).
+Running a command does not go through these callbacks: the client's tree only answers
+autocomplete, and ``DiscordAdapter.on_interaction`` reads every command with
+``convert.slash_command``, which also understands shapes that differ from this registration.
+The callbacks build the same lines, so the group stays usable with a plain ``CommandTree``.
+
+No ``default_permissions`` gate: everyone may use the read-only subcommands and ``ask``; the
+core refuses changes from non-admins, and that check is in the bot, where it can be tested, not
+only in Discord's client.
 """
 
 from __future__ import annotations
@@ -15,12 +19,10 @@ from typing import Literal
 import discord
 from discord import app_commands
 
-from adapters.discord.convert import command_line
+from adapters.discord.convert import GROUP_NAME, command_line
 
 CommandHandler = Callable[[discord.Interaction, str, bool], Awaitable[None]]
 """``(interaction, command line, public)``: ``public`` answers are visible to the channel (``ask``)."""
-
-GROUP_NAME = "bothbot"
 
 
 def build_group(handler: CommandHandler, profiles: Callable[[], Iterable[str]]) -> app_commands.Group:

@@ -10,11 +10,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import discord
 
 from bot.messages import FeedbackValue, IncomingMessage
+
+GROUP_NAME = "bothbot"
+"""The one slash command; everything else is a subcommand of it."""
 
 DM_WORKSPACE = "@me"
 """Workspace of direct messages (Discord's own URLs use ``/channels/@me/<id>``)."""
@@ -188,6 +191,85 @@ def command_line(name: str, *args: str | None) -> str:
     return " ".join(parts)
 
 
+# ------------------------------------------------------------------------------ slash commands
+
+SUBCOMMAND_ARGUMENT: Mapping[str, str | None] = {
+    "ask": "question",
+    "model": "profile",
+    "models": None,
+    "rag": "state",
+    "kb": "names",
+    "followups": "state",
+    "replymode": "mode",
+    "reset": None,
+    "status": None,
+    "audit": None,
+    "help": None,
+}
+"""Each ``/bothbot`` subcommand and the name of its one option (None: it takes none)."""
+
+PUBLIC_SUBCOMMANDS = frozenset({"ask"})
+
+
+@dataclass(frozen=True, slots=True)
+class SlashCommand:
+    line: str  # the core's command line, e.g. "model tuned"
+    public: bool  # the answer is visible to the channel (``ask``), else only to the caller
+
+
+def _options(node: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    options = node.get("options")
+    return [o for o in options if isinstance(o, Mapping)] if isinstance(options, list) else []
+
+
+def _is_subcommand(option: Mapping[str, Any]) -> bool:
+    kind = option.get("type")
+    if kind is not None:
+        return kind in (1, 2)  # SUB_COMMAND, SUB_COMMAND_GROUP
+    return "value" not in option  # a server that leaves out ``type``: options without a value nest
+
+
+def _option_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value).strip()
+
+
+def slash_command(data: Mapping[str, Any]) -> SlashCommand | None:
+    """An APPLICATION_COMMAND interaction's ``data`` as a core command line; None for an unknown one.
+
+    Reads ``/bothbot <sub> [option]`` as Discord sends it, and also the shapes a registration that
+    differs from ours produces: a missing option (``/bothbot model`` shows the model), options
+    without ``type``, an option under another name, booleans for on/off, a subcommand registered
+    as its own top-level command (``/model profile:tuned``), or ``/bothbot`` with one free-text
+    option holding the whole line (``/bothbot text:"model tuned"``; plain text there is a question).
+    """
+    root = str(data.get("name") or "").strip().lower()
+    path = [] if root == GROUP_NAME else [root]
+    options = _options(data)
+    while (sub := next((o for o in options if _is_subcommand(o)), None)) is not None:
+        path.append(str(sub.get("name") or "").strip().lower())
+        options = _options(sub)
+    values = {str(o.get("name")): _option_text(o["value"]) for o in options if o.get("value") is not None}
+    values = {name: value for name, value in values.items() if value}
+    if not path:
+        text = " ".join(values.values()).strip()
+        if not text:
+            return SlashCommand("help", False)
+        first = text.split(maxsplit=1)[0].lower()
+        if first in SUBCOMMAND_ARGUMENT:
+            return SlashCommand(first + text[len(first) :], first in PUBLIC_SUBCOMMANDS)
+        return SlashCommand(command_line("ask", text), True)
+    name = path[-1]
+    if name not in SUBCOMMAND_ARGUMENT:
+        return None
+    option = SUBCOMMAND_ARGUMENT[name]
+    arg = None if option is None else values.get(option, next(iter(values.values()), None))
+    if name == "kb" and arg:
+        return SlashCommand("kb " + " ".join(arg.replace(",", " ").split()), False)
+    return SlashCommand(command_line(name, arg), name in PUBLIC_SUBCOMMANDS)
+
+
 def is_admin(permissions: int, role_ids: Iterable[str], admin_roles: Sequence[str], *, in_guild: bool = True) -> bool:
     """Manage Server (or Administrator) in the member's resolved permissions, or a configured role."""
     if not in_guild:
@@ -195,6 +277,32 @@ def is_admin(permissions: int, role_ids: Iterable[str], admin_roles: Sequence[st
     if permissions & (ADMINISTRATOR | MANAGE_GUILD):
         return True
     return bool(set(admin_roles).intersection(str(r) for r in role_ids))
+
+
+def sent_message_id(data: object) -> str | None:
+    """The id in the response to a message create (None when the server sent no usable body)."""
+    if isinstance(data, Mapping):
+        value = data.get("id")
+        if isinstance(value, str | int) and str(value).strip():
+            return str(value)
+    return None
+
+
+def created_thread_id(data: object, message_id: str) -> str:
+    """The id of a thread started on a message: Discord gives it the message's id."""
+    return sent_message_id(data) or message_id
+
+
+def reply_reference(facts: MessageFacts) -> dict[str, Any]:
+    """A message reference answering ``facts``; the reply still goes out if the question is deleted."""
+    reference: dict[str, Any] = {
+        "message_id": facts.message_id,
+        "channel_id": facts.channel_id,
+        "fail_if_not_exists": False,
+    }
+    if facts.guild_id:
+        reference["guild_id"] = facts.guild_id
+    return reference
 
 
 def feedback_custom_id(value: FeedbackValue, trace_id: str) -> str:

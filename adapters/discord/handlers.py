@@ -7,8 +7,10 @@ yields nothing (an event already handled by another replica or shard), nothing i
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,20 +21,27 @@ from adapters.discord.convert import (
     MessageFacts,
     addressed,
     command_to_incoming,
+    created_thread_id,
     facts_from_message,
     is_admin,
     mentions_bot,
     message_to_incoming,
     parse_feedback_custom_id,
+    reply_reference,
+    slash_command,
     thread_name,
 )
 from adapters.discord.memory import ConversationMemory
 from adapters.discord.render import LiveReply, ReplySink
-from adapters.discord.sinks import ChannelSink, InteractionSink
+from adapters.discord.sinks import ChannelSink, InteractionSink, Sent
 from bot.engine import Engine
 from bot.messages import FinalAnswer, IncomingMessage, ReplyEvent
 
 log = logging.getLogger(__name__)
+
+ACK_WITHIN = 1.0
+"""Seconds the de-duplication claim may take before an interaction is acknowledged regardless."""
+UNKNOWN_COMMAND = "I don't know that command (Discord may still show an old version). Try `/bothbot help`."
 
 FAILURE_NOTE = "Sorry — something went wrong on my side while answering (ref `{ref}`). Please try again."
 
@@ -42,6 +51,12 @@ class AdapterOptions:
     admin_roles: Sequence[str] = ()
     edit_interval: float = 1.0
     thread_archive_minutes: int = 1440
+
+
+async def aclose(events: AsyncIterator[ReplyEvent]) -> None:
+    close = getattr(events, "aclose", None)  # async generators: release what the engine holds
+    if close is not None:
+        await close()
 
 
 async def _prepend(first: ReplyEvent, rest: AsyncIterator[ReplyEvent]) -> AsyncIterator[ReplyEvent]:
@@ -58,14 +73,40 @@ class DiscordAdapter:
         self.engine = engine
         self.memory = memory
         self.options = options
+        self._inflight: set[asyncio.Task[Any]] = set()  # event handlers still working (see drain)
+
+    @contextlib.contextmanager
+    def _tracked(self) -> Iterator[None]:
+        task = asyncio.current_task()
+        if task is not None:
+            self._inflight.add(task)
+        try:
+            yield
+        finally:
+            self._inflight.discard(task)
+
+    async def drain(self, timeout: float) -> int:
+        """Wait up to ``timeout`` seconds for the answers in progress; return how many did not finish.
+
+        On SIGTERM (a deploy) the answers being written are finished before the connection closes,
+        instead of leaving a status line where the answer should be.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        me = asyncio.current_task()
+        while (pending := {t for t in self._inflight if t is not me and not t.done()}) and loop.time() < deadline:
+            log.info("finishing %d answer(s) before stopping", len(pending))
+            await asyncio.wait(pending, timeout=deadline - loop.time())
+        return len({t for t in self._inflight if t is not me and not t.done()})
 
     # ------------------------------------------------------------------------------ messages
 
     async def on_message(self, message: discord.Message) -> None:
-        try:
-            await self._on_message(message)
-        except Exception:
-            log.exception("failed to handle Discord message %s in channel %s", message.id, message.channel.id)
+        with self._tracked():
+            try:
+                await self._on_message(message)
+            except Exception:
+                log.exception("failed to handle Discord message %s in channel %s", message.id, message.channel.id)
 
     def _bot_role_ids(self, guild: discord.Guild | None) -> list[str]:
         role = guild.self_role if guild is not None else None
@@ -97,24 +138,27 @@ class DiscordAdapter:
             return
         if why in ("followup", "reply_followup") and not await self._followups_on(facts, parent or facts.channel_id):
             return
+        http = self.client.http
         mention = why == "mention"
         if why == "dm":
             incoming = message_to_incoming(facts, bot_id, channel_id=facts.channel_id, thread=None)
-            await self._answer(incoming, ChannelSink(message.channel))
+            await self._answer(incoming, ChannelSink(http, facts.channel_id))
             return
-        reference = message.to_reference(fail_if_not_exists=False)
+        reference = reply_reference(facts)
         if parent is not None:  # inside a thread: the thread is the conversation, its parent the channel
             incoming = message_to_incoming(
                 facts, bot_id, channel_id=parent, thread=facts.channel_id, bot_role_ids=roles, is_mention=mention
             )
             remember = (facts.channel_id, parent) if ours else None
-            await self._answer(incoming, ChannelSink(message.channel, reference=reference), remember_thread=remember)
+            sink = ChannelSink(http, facts.channel_id, reference=reference)
+            await self._answer(incoming, sink, remember_thread=remember)
             return
         if root is not None:  # a reply to one of the bot's answers: continue that conversation
             incoming = message_to_incoming(
                 facts, bot_id, channel_id=facts.channel_id, thread=root, bot_role_ids=roles, is_mention=mention
             )
-            await self._answer(incoming, ChannelSink(message.channel, reference=reference), reply_root=root)
+            sink = ChannelSink(http, facts.channel_id, reference=reference)
+            await self._answer(incoming, sink, reply_root=root)
             return
 
         channel_key = f"discord:{facts.guild_id}:{facts.channel_id}"
@@ -126,45 +170,42 @@ class DiscordAdapter:
         first = await anext(events, None)
         if first is None:
             return  # already handled elsewhere
+        as_reply = ChannelSink(http, facts.channel_id, reference=reference, ping_author=True)
         if mode == "thread" and not isinstance(first, FinalAnswer):  # a one-line refusal needs no thread
-            thread = await self._open_thread(message, facts, incoming.text)
-            if thread is not None:
-                await self.memory.remember_thread(str(thread.id), facts.channel_id)
-                await self._render(incoming, ChannelSink(thread), _prepend(first, events))
+            thread_id = await self._open_thread(facts, incoming.text)
+            if thread_id is not None:
+                await self.memory.remember_thread(thread_id, facts.channel_id)
+                sink = ChannelSink(http, thread_id, fallback=as_reply)  # posting there refused: reply instead
+                await self._render(incoming, sink, _prepend(first, events), reply_root=facts.message_id)
                 return
-        sink = ChannelSink(message.channel, reference=reference, ping_author=True)
-        await self._render(incoming, sink, _prepend(first, events), reply_root=facts.message_id)
+        await self._render(incoming, as_reply, _prepend(first, events), reply_root=facts.message_id)
 
     async def _followups_on(self, facts: MessageFacts, channel_id: str) -> bool:
         key = f"discord:{facts.guild_id or DM_WORKSPACE}:{channel_id}"
         return (await self.engine.channel_settings(key)).thread_followups
 
-    async def _open_thread(
-        self, message: discord.Message, facts: MessageFacts, question: str
-    ) -> discord.Thread | discord.PartialMessageable | None:
-        """A public thread on the question; None (answer as a reply instead) when Discord says no."""
-        name = thread_name(question, facts.author_name)
-        minutes = self.options.thread_archive_minutes
+    async def _open_thread(self, facts: MessageFacts, question: str) -> str | None:
+        """A public thread on the question; None (answer as a reply instead) when that fails.
+
+        Any failure counts — a refusal (no permission, 403), a server without threads (404, with
+        or without a JSON body), an unreadable response — since the answer matters, not the thread.
+        """
         try:
-            if message.guild is not None:
-                return await message.create_thread(name=name, auto_archive_duration=minutes)  # type: ignore[arg-type]
             data = await self.client.http.start_thread_with_message(
                 facts.channel_id,
                 facts.message_id,
-                name=name,
-                auto_archive_duration=minutes,  # type: ignore[arg-type]
+                name=thread_name(question, facts.author_name),
+                auto_archive_duration=self.options.thread_archive_minutes,  # type: ignore[arg-type]
             )
-        except discord.HTTPException as exc:
+        except Exception as exc:
             log.info("cannot open a thread on message %s (%s); answering as a reply", facts.message_id, exc)
             return None
-        guild_id = int(facts.guild_id) if facts.guild_id else None
-        thread_id = int(data.get("id") or facts.message_id)  # Discord gives the thread the message's id
-        return self.client.get_partial_messageable(thread_id, guild_id=guild_id, type=discord.ChannelType.public_thread)
+        return created_thread_id(data, facts.message_id)
 
     async def _answer(
         self,
         incoming: IncomingMessage,
-        sink: ReplySink[discord.Message],
+        sink: ReplySink[Sent],
         *,
         remember_thread: tuple[str, str] | None = None,
         reply_root: str | None = None,
@@ -180,12 +221,12 @@ class DiscordAdapter:
     async def _render(
         self,
         incoming: IncomingMessage,
-        sink: ReplySink[discord.Message],
+        sink: ReplySink[Sent],
         events: AsyncIterator[ReplyEvent],
         *,
         reply_root: str | None = None,
     ) -> None:
-        live: LiveReply[discord.Message] = LiveReply(sink, interval=self.options.edit_interval)
+        live: LiveReply[Sent] = LiveReply(sink, interval=self.options.edit_interval)
         try:
             await live.run(events)
         except Exception:
@@ -195,41 +236,70 @@ class DiscordAdapter:
             except Exception:
                 log.exception("could not tell the user that %s failed", incoming.event_id)
         finally:
-            if reply_root is not None and live.handles:
-                await self.memory.remember_replies([str(h.id) for h in live.handles], reply_root)
+            ids = [h.message_id for h in live.handles if h.message_id]
+            if reply_root is not None and ids:
+                await self.memory.remember_replies(ids, reply_root)
 
     # ------------------------------------------------------------------------------ interactions
 
     async def on_command(self, interaction: discord.Interaction, line: str, public: bool) -> None:
-        """A ``/bothbot`` subcommand: defer at once, then run it in the core and follow up."""
+        """A ``/bothbot`` subcommand: claim it, acknowledge at once, run it in the core, follow up.
+
+        The claim (the engine's de-duplication in Redis, a millisecond) comes before the
+        acknowledgement, so an interaction delivered twice, or to two replicas, is acknowledged
+        and answered once. Should the claim be slow, the acknowledgement goes out anyway after
+        ``ACK_WITHIN`` seconds: Discord drops interactions not acknowledged within 3.
+        """
         try:
-            await interaction.response.defer(ephemeral=not public, thinking=True)
-        except discord.HTTPException as exc:  # too late (10062) or already acknowledged elsewhere (40060)
-            log.warning("could not acknowledge interaction %s: %s", interaction.id, exc)
-            return
-        except Exception:
-            # Discord accepted the acknowledgement (2xx) but its response body could not be read:
-            # the interaction is deferred, so carry on and follow up.
-            log.warning("unexpected response to the acknowledgement of %s", interaction.id, exc_info=True)
-        try:
-            incoming = await self._command_message(interaction, line)
+            incoming: IncomingMessage | None = await self._command_message(interaction, line)
         except Exception:
             log.exception("failed to read interaction %s", interaction.id)
-            await interaction.followup.send(FAILURE_NOTE.format(ref=interaction.id), ephemeral=True)
+            incoming = None
+        if incoming is None:
+            if await self._defer(interaction, public):
+                with contextlib.suppress(Exception):
+                    await InteractionSink(interaction, ephemeral=True).post(FAILURE_NOTE.format(ref=interaction.id))
             return
-        live: LiveReply[discord.WebhookMessage] = LiveReply(
+        events = self.engine.handle(incoming)
+        first = asyncio.ensure_future(anext(events, None))
+        await asyncio.wait({first}, timeout=ACK_WITHIN)
+        if first.done() and first.exception() is None and first.result() is None:
+            log.info("interaction %s was already answered; not acknowledging it again", interaction.id)
+            return
+        if not await self._defer(interaction, public):
+            first.cancel()
+            await asyncio.gather(first, return_exceptions=True)
+            await aclose(events)
+            return
+        live: LiveReply[Sent] = LiveReply(
             InteractionSink(interaction, ephemeral=not public), interval=self.options.edit_interval
         )
         try:
-            final = await live.run(self.engine.handle(incoming))
-            if final is None:
-                await interaction.delete_original_response()
+            head = await first
+            if head is None:  # claimed elsewhere while we waited: drop the "thinking…" message
+                with contextlib.suppress(Exception):
+                    await interaction.delete_original_response()
+                return
+            await live.run(_prepend(head, events))
         except Exception:
             log.exception("command %r (interaction %s) failed", line.split(" ", 1)[0], interaction.id)
             try:
                 await live.fail(FAILURE_NOTE.format(ref=interaction.id))
             except Exception:
                 log.exception("could not tell the user that interaction %s failed", interaction.id)
+
+    async def _defer(self, interaction: discord.Interaction, public: bool) -> bool:
+        """Acknowledge with "bothbot is thinking…"; False when Discord refuses (then nothing follows)."""
+        try:
+            await interaction.response.defer(ephemeral=not public, thinking=True)
+        except discord.HTTPException as exc:  # too late (10062) or already acknowledged elsewhere (40060)
+            log.warning("could not acknowledge interaction %s: %s", interaction.id, exc)
+            return False
+        except Exception as exc:
+            # The server accepted the acknowledgement (2xx) but its response body could not be read
+            # (a server that ignores ``?with_response``): the interaction is deferred, so carry on.
+            log.info("acknowledged %s; its response was not readable (%r)", interaction.id, exc)
+        return True
 
     async def _command_message(self, interaction: discord.Interaction, line: str) -> IncomingMessage:
         channel = interaction.channel
@@ -238,7 +308,7 @@ class DiscordAdapter:
         parent: str | None = None
         if isinstance(channel, discord.Thread):
             parent = str(channel.parent_id)
-        elif guild_id is not None and not isinstance(channel, discord.abc.GuildChannel):  # unknown to the cache
+        elif guild_id is not None:  # a thread the cache does not know may still be one the bot opened
             parent = await self.memory.thread_parent(channel_id)
         user = interaction.user
         # the member's role ids as Discord sent them (Member.roles would drop roles not in the cache)
@@ -260,9 +330,32 @@ class DiscordAdapter:
         )
 
     async def on_interaction(self, interaction: discord.Interaction) -> None:
-        """Feedback buttons, stateless: the custom id carries the vote and the trace id."""
-        if interaction.type is not discord.InteractionType.component:
+        """Slash commands (read by :func:`slash_command`, so odd shapes still work) and feedback buttons."""
+        with self._tracked():
+            try:
+                if interaction.type is discord.InteractionType.application_command:
+                    await self._on_slash(interaction)
+                elif interaction.type is discord.InteractionType.component:
+                    await self._on_click(interaction)
+            except Exception:
+                log.exception("failed to handle interaction %s", interaction.id)
+
+    async def _on_slash(self, interaction: discord.Interaction) -> None:
+        data: Mapping[str, Any] = interaction.data or {}
+        if data.get("type", 1) != 1:
+            return  # a context-menu command: not one of ours
+        command = slash_command(data)
+        if command is None:
+            log.info("unknown slash command in interaction %s: %s", interaction.id, data.get("name"))
+            try:
+                await interaction.response.send_message(UNKNOWN_COMMAND, ephemeral=True)
+            except Exception as exc:
+                log.warning("could not answer interaction %s: %s", interaction.id, exc)
             return
+        await self.on_command(interaction, command.line, command.public)
+
+    async def _on_click(self, interaction: discord.Interaction) -> None:
+        """Feedback buttons, stateless: the custom id carries the vote and the trace id."""
         data: Mapping[str, Any] = interaction.data or {}
         custom_id = str(data.get("custom_id", ""))
         parsed = parse_feedback_custom_id(custom_id)

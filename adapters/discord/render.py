@@ -34,6 +34,10 @@ class ReplySink(Protocol[H]):
 
     async def edit(self, handle: H, content: str, *, feedback: FinalAnswer | None = None) -> None: ...
 
+    async def repost(self, handle: H, content: str, *, feedback: FinalAnswer | None = None) -> H:
+        """Post ``content`` anew in place of ``handle``, which could not be edited (same reply target)."""
+        ...
+
     async def delete(self, handle: H) -> None: ...
 
 
@@ -147,6 +151,7 @@ class LiveReply(Generic[H]):
         self._status = ""
         self._handles: list[H] = []
         self._shown: list[str] = []
+        self._stale: set[int] = set()  # messages whose edit failed: never edited again, replaced at the end
         self._dirty = asyncio.Event()
         self._lock = asyncio.Lock()
         self._last_edit = float("-inf")
@@ -166,26 +171,46 @@ class LiveReply(Generic[H]):
             for index, piece in enumerate(pieces):
                 last = index == len(pieces) - 1
                 fb = feedback if last else None
-                if index < len(self._handles):
-                    if self._shown[index] != piece or fb is not None:
-                        try:
-                            await self._sink.edit(self._handles[index], piece, feedback=fb)
-                        except Exception:
-                            if not final:
-                                raise
-                            # the message is gone or cannot be edited: the final text must still arrive
-                            log.warning("final edit failed; posting the answer as a new message", exc_info=True)
-                            self._handles[index] = await self._sink.post(piece, feedback=fb)
-                        self._shown[index] = piece
-                else:
+                if index >= len(self._handles):
                     handle = await self._sink.post(piece, feedback=fb)
                     self._handles.append(handle)
                     self._shown.append(piece)
+                    continue
+                if self._shown[index] == piece and fb is None and index not in self._stale:
+                    continue
+                if index in self._stale and not final:
+                    continue  # it could not be edited: the final answer replaces it
+                if index not in self._stale:
+                    try:
+                        await self._sink.edit(self._handles[index], piece, feedback=fb)
+                        self._shown[index] = piece
+                        continue
+                    except Exception:
+                        self._stale.add(index)
+                        if not final:
+                            raise
+                        log.warning("final edit failed; posting the answer as a new message", exc_info=True)
+                await self._replace(index, piece, fb)
             if final:  # a final text shorter than what streamed: drop the messages it no longer needs
                 while len(self._handles) > len(pieces):
-                    await self._sink.delete(self._handles.pop())
+                    self._stale.discard(len(self._handles) - 1)
                     self._shown.pop()
+                    try:
+                        await self._sink.delete(self._handles.pop())
+                    except Exception as exc:  # the answer itself is complete above
+                        log.info("could not delete a message the final answer no longer needs: %s", exc)
             self._last_edit = self._clock()
+
+    async def _replace(self, index: int, piece: str, feedback: FinalAnswer | None) -> None:
+        """Post ``piece`` anew for a message that cannot be edited (gone, or the server cannot edit)."""
+        old = self._handles[index]
+        self._handles[index] = await self._sink.repost(old, piece, feedback=feedback)
+        self._shown[index] = piece
+        self._stale.discard(index)
+        try:  # the stale message (a status line, a partial answer) goes if the server lets it
+            await self._sink.delete(old)
+        except Exception as exc:
+            log.info("could not delete a message that could not be edited: %s", exc)
 
     async def _editor(self) -> None:
         while True:
@@ -197,7 +222,7 @@ class LiveReply(Generic[H]):
             try:
                 await self._sync(self._pieces())
             except Exception:
-                log.warning("could not update a streaming reply; the final edit will retry", exc_info=True)
+                log.warning("could not update a streaming reply; the final answer will be sent anyway", exc_info=True)
 
     def _take(self, event: ReplyEvent) -> FinalAnswer | None:
         if isinstance(event, Status):

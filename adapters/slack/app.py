@@ -8,28 +8,24 @@ at risk and shutdown can wait for answers in flight.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Any, Protocol, cast
 
 import aiohttp
 import redis.asyncio as aioredis
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.authorization import AuthorizeResult
+from slack_bolt.authorization.async_authorize import AsyncAuthorize
 from slack_bolt.context.ack.async_ack import AsyncAck
-from slack_bolt.context.respond.async_respond import AsyncRespond
-from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_bolt.context.async_context import AsyncBoltContext
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack.client import SlackCredentials, fetch_identity, make_web_client, slack_error
+from adapters.slack.client import WEB_API_ERRORS, SlackCredentials, fetch_identity, make_web_client, slack_error
 from adapters.slack.commands import SlackInteractions
-from adapters.slack.convert import (
-    FEEDBACK_ACTION_PREFIX,
-    BotIdentity,
-    EventCallback,
-    SlashCommand,
-    classify_event,
-)
+from adapters.slack.convert import FEEDBACK_ACTION_PREFIX, BotIdentity, classify_event
 from adapters.slack.directory import AdminDirectory, ThreadMemory
 from adapters.slack.mrkdwn import escape
 from adapters.slack.render import SlackReplyRenderer, StreamSupport
@@ -71,6 +67,61 @@ class RuntimePort(Protocol):
     def state(self) -> Any: ...
 
 
+# --- bolt authorization without a second auth.test -----------------------------------------------
+
+
+class KnownBot(AsyncAuthorize):
+    """Bolt's authorization from what :func:`fetch_identity` found at start-up.
+
+    Left to itself, bolt calls ``auth.test`` again on the first request and, when that fails (a
+    server without it), answers every request with an error and runs no listener. The token was
+    already checked at start, so each request is authorized with it directly.
+    """
+
+    def __init__(self, token: str, identity: BotIdentity) -> None:
+        self.token = token
+        self.identity = identity
+
+    async def __call__(
+        self,
+        *,
+        context: AsyncBoltContext,
+        enterprise_id: str | None,
+        team_id: str | None,
+        user_id: str | None,
+        actor_enterprise_id: str | None = None,
+        actor_team_id: str | None = None,
+        actor_user_id: str | None = None,
+    ) -> AuthorizeResult:
+        return AuthorizeResult(
+            enterprise_id=enterprise_id,
+            team_id=team_id or self.identity.team_id,
+            bot_user_id=self.identity.user_id or None,
+            bot_id=self.identity.bot_id,
+            bot_token=self.token,
+            user_id=user_id,
+        )
+
+
+class _DropTokenNotices(logging.Filter):
+    """Bolt warns that a token it found in the environment, or on the client, goes unused: by
+    design here (the token comes from the settings, authorization from :class:`KnownBot`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return "`token` will be unused" not in message and "will be ignored" not in message
+
+
+@contextlib.contextmanager
+def _without_token_notices(logger: logging.Logger) -> Iterator[None]:
+    notices = _DropTokenNotices()
+    logger.addFilter(notices)  # a filter, not a level: bolt copies the level into its child loggers
+    try:
+        yield
+    finally:
+        logger.removeFilter(notices)
+
+
 # --- the bot ----------------------------------------------------------------------------------
 
 
@@ -87,6 +138,7 @@ class SlackBot:
         signing_secret: str | None,
     ) -> None:
         self.settings = settings
+        self.signing_secret = signing_secret or ""
         self.engine = cast(EnginePort, runtime.engine)
         state = cast(StatePort, runtime.state)
         self.client = client
@@ -101,13 +153,16 @@ class SlackBot:
         self._idle.set()
         self.processed = 0  # requests whose work is finished (answered, ignored or failed)
         self._progress = asyncio.Condition()
-        self.app = AsyncApp(
-            name="bothbot",
-            client=client,
-            signing_secret=signing_secret or "",
-            process_before_response=False,
-            logger=logging.getLogger("slack_bolt"),
-        )
+        bolt_log = logging.getLogger("slack_bolt")
+        with _without_token_notices(bolt_log):
+            self.app = AsyncApp(
+                name="bothbot",
+                client=client,
+                signing_secret=signing_secret or "",
+                authorize=KnownBot(client.token or "", identity),
+                process_before_response=False,
+                logger=bolt_log,
+            )
         self.app.event("app_mention")(self._on_event)
         self.app.event("message")(self._on_event)
         self.interactions = SlackInteractions(
@@ -115,6 +170,15 @@ class SlackBot:
         )
         self.app.command(settings.slack_command)(self._on_command)
         self.app.action(re.compile(rf"^{FEEDBACK_ACTION_PREFIX}(up|down)$"))(self._on_feedback)
+        # Everything else is acknowledged and dropped: bolt would answer it 404 (and leave a Socket
+        # Mode envelope unacked), and Slack retries, then disables, subscriptions that fail.
+        anything = re.compile(".*")
+        self.app.event(anything)(self._on_other)
+        self.app.command(anything)(self._on_other_command)
+        self.app.action(anything)(self._on_other)
+        self.app.shortcut(anything)(self._on_other)
+        self.app.view(anything)(self._on_other)
+        self.app.options(anything)(self._on_other)
 
     # --- task tracking -------------------------------------------------------------------
 
@@ -128,6 +192,11 @@ class SlackBot:
         self._tasks.discard(task)
         if not self._tasks:
             self._idle.set()
+
+    @property
+    def in_flight(self) -> int:
+        """Requests whose work has started and not finished."""
+        return len(self._tasks)
 
     async def wait_processed(self, count: int, timeout: float = 10.0) -> None:
         """Wait until ``count`` requests in all have been fully handled (tests, health checks)."""
@@ -161,17 +230,16 @@ class SlackBot:
     # --- events ---------------------------------------------------------------------------
 
     async def _on_event(self, body: dict[str, Any]) -> None:
-        self._spawn(self._answer_event(cast(EventCallback, body)), "event")
+        self._spawn(self._answer_event(body), "event")
 
-    async def _answer_event(self, body: EventCallback) -> None:
+    async def _answer_event(self, body: dict[str, Any]) -> None:
         decision = classify_event(body, self.identity)
         msg = decision.message
         if decision.route == "ignore" or msg is None:
             log.debug("slack: ignored event (%s)", decision.reason)
             return
         if decision.route == "followup":
-            event = body.get("event") or {}
-            part_of = event.get("parent_user_id") == self.identity.user_id or (
+            part_of = decision.parent_is_bot or (
                 msg.thread is not None and await self.threads.knows(msg.workspace, msg.channel, msg.thread)
             )
             if not part_of:
@@ -181,13 +249,20 @@ class SlackBot:
                 return
         await self.answer(msg)
 
-    async def _on_command(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+    async def _on_command(self, ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()  # first, within Slack's 3 seconds; the work follows in a task
-        self._spawn(self.interactions.run_command(cast(SlashCommand, body), respond), "slash command")
+        self._spawn(self.interactions.run_command(body), "slash command")
 
-    async def _on_feedback(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+    async def _on_feedback(self, ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
-        self._spawn(self.interactions.record_feedback(body, respond), "feedback")
+        self._spawn(self.interactions.record_feedback(body), "feedback")
+
+    async def _on_other(self, ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        log.debug("slack: acknowledged a request with no use here (%s)", body.get("type"))
+
+    async def _on_other_command(self, ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack(text=f"I answer {self.settings.slack_command} — try `{self.settings.slack_command} help`.")
 
     async def answer(self, msg: IncomingMessage) -> FinalAnswer | None:
         """Run one message through the engine and render the reply in its channel/thread."""
@@ -206,7 +281,7 @@ class SlackBot:
         )
         try:
             return await renderer.render(self.engine.handle(msg))
-        except (SlackApiError, SlackClientError) as exc:
+        except WEB_API_ERRORS as exc:
             reason = slack_error(exc)
             log.warning("slack: could not post the answer to %s (%s)", msg.event_id, reason)
             await renderer.abort()
@@ -225,7 +300,7 @@ class SlackBot:
             kwargs["thread_ts"] = target.thread_ts
         try:
             await self.client.chat_postMessage(**kwargs)
-        except (SlackApiError, SlackClientError) as exc:
+        except WEB_API_ERRORS as exc:
             log.warning("slack: could not report the failure either (%s)", slack_error(exc))
 
 
@@ -245,7 +320,8 @@ async def build_slack_bot(
     except BaseException:
         await session.close()
         raise
-    log.info("slack: signed in as bot user %s in workspace %s", identity.user_id, identity.team_id)
+    if identity.user_id:
+        log.info("slack: signed in as bot user %s in workspace %s", identity.user_id, identity.team_id or "?")
     return SlackBot(
         settings=settings,
         runtime=runtime,

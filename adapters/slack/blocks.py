@@ -69,12 +69,14 @@ def section(mrkdwn: str) -> dict[str, Any]:
 def answer_blocks(markdown: str, final: FinalAnswer | None) -> tuple[str, list[dict[str, Any]]]:
     """One message's ``text`` (notification fallback) and blocks."""
     text = to_mrkdwn(markdown) or PLACEHOLDER
+    closing = closing_blocks(final) if final is not None else []
+    if not markdown.strip() and closing:  # only what goes under an answer shown elsewhere
+        return text, closing
     if len(text) <= SECTION_LIMIT:
         blocks = [section(text)]
     else:  # only ephemeral and one-shot replies get here; streamed ones are split into messages
         blocks = [section(to_mrkdwn(part)) for part in split_all(markdown, SECTION_LIMIT, mrkdwn_size)][:45]
-    if final is not None:
-        blocks.extend(closing_blocks(final))
+    blocks.extend(closing)
     return text, blocks
 
 

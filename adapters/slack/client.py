@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import cast
+from typing import Any
 
 import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError
@@ -28,11 +28,61 @@ def api_base_url(url: str) -> str:
     return url if url.endswith("/") else url + "/"
 
 
+WEB_API_ERRORS: tuple[type[Exception], ...] = (SlackApiError, SlackClientError, aiohttp.ClientError, TimeoutError)
+"""What a Web API call can raise: an error answer, or the server unreachable, dropping us, or too slow."""
+
+METHOD_MISSING = frozenset(
+    {"unknown_method", "http_404", "http_405", "http_501", "invalid_response", "not_supported", "method_deprecated"}
+)
+"""Error codes meaning "this API has no such method" (Slack's own, or a server standing in for it)."""
+
+TOKEN_REJECTED = frozenset(
+    {
+        "invalid_auth",
+        "not_authed",
+        "account_inactive",
+        "token_revoked",
+        "token_expired",
+        "not_allowed_token_type",
+        "http_401",
+        "http_403",
+    }
+)
+"""``auth.test`` errors that mean the token itself is wrong (anything else: the method is just missing)."""
+
+
+class SlackWebClient(AsyncWebClient):
+    """``AsyncWebClient`` whose every failure is a :class:`SlackApiError` carrying an error code.
+
+    Slack always answers JSON, but a server standing in for it (a test double, a proxy, a route that
+    doesn't exist) may answer ``text/plain``, HTML or no body at all. slack-sdk then hands back a
+    ``str`` or an empty body (and ``.get()`` on the response raises ``AttributeError``), or raises a
+    ``SlackApiError`` holding the raw aiohttp response. Here each of those becomes
+    ``{"ok": false, "error": "http_<status>"}`` (``"invalid_response"`` for a 200), so callers see
+    one kind of failure with a readable code (see :func:`slack_error`).
+    """
+
+    async def _request(self, *, http_verb: str, api_url: str, req_args: dict[str, Any]) -> dict[str, Any]:
+        try:
+            response: dict[str, Any] = await super()._request(http_verb=http_verb, api_url=api_url, req_args=req_args)
+        except SlackApiError as exc:  # a body that claimed to be JSON and wasn't
+            status = int(getattr(exc.response, "status", 0) or 0)
+            return {"data": _error_body(status), "headers": {}, "status_code": status}
+        data = response.get("data")
+        if isinstance(data, bytes) or (isinstance(data, dict) and data):
+            return response
+        return {**response, "data": _error_body(int(response.get("status_code") or 0))}
+
+
+def _error_body(status: int) -> dict[str, Any]:
+    return {"ok": False, "error": "invalid_response" if status in (0, 200) else f"http_{status}"}
+
+
 def make_web_client(
     token: str, base_url: str, *, session: aiohttp.ClientSession | None = None, timeout: int = 30
 ) -> AsyncWebClient:
-    """An ``AsyncWebClient`` that retries 429s after ``Retry-After``, 500/503s and dropped connections."""
-    return AsyncWebClient(
+    """A :class:`SlackWebClient` that retries 429s after ``Retry-After``, 500/503s and dropped connections."""
+    return SlackWebClient(
         token=token,
         base_url=api_base_url(base_url),
         timeout=timeout,
@@ -46,10 +96,19 @@ def make_web_client(
     )
 
 
-def slack_error(exc: Exception) -> str:
-    """The Slack error code (``invalid_auth``, ``ratelimited`` …) or the failure's kind."""
+def slack_error(exc: BaseException) -> str:
+    """The Slack error code (``invalid_auth``, ``ratelimited``, ``http_404`` …) or the failure's kind.
+
+    Never raises, whatever the response holds (a plain ``AsyncWebClient`` can carry a ``str`` body
+    or a raw aiohttp response here).
+    """
     if isinstance(exc, SlackApiError):
-        return str(exc.response.get("error") or exc.response.status_code)
+        response = exc.response
+        data = getattr(response, "data", None)
+        if isinstance(data, dict) and data.get("error"):
+            return str(data["error"])
+        status = getattr(response, "status_code", None) or getattr(response, "status", None)
+        return f"http_{status}" if status and status != 200 else "invalid_response"
     return type(exc).__name__
 
 
@@ -88,21 +147,48 @@ class SlackCredentials:
         return cls(bot_token=bot, signing_secret=secret or None, app_token=app or None)
 
 
+_NO_IDENTITY = (
+    "the bot's own messages are recognised by their bot_id and subtype, and its mentions by the "
+    "user id in each event's authorizations"
+)
+
+
 async def fetch_identity(client: AsyncWebClient) -> BotIdentity:
-    """``auth.test``: who the bot is. A rejected token is a configuration error, said plainly."""
+    """``auth.test``: who the bot is.
+
+    A rejected token, or no server at ``SLACK_API_URL``, is a configuration error, said plainly.
+    A server without ``auth.test`` (or one that answers it without ``user_id``) is not: the bot
+    carries on without knowing its user id and says so once in the log.
+    """
     try:
         response = await client.auth_test()
     except SlackApiError as exc:
+        code = slack_error(exc)
+        if code in TOKEN_REJECTED:
+            raise ConfigError(
+                f"Slack rejected SLACK_BOT_TOKEN ({code}). Copy the Bot User OAuth Token (xoxb-…) "
+                "from the app's OAuth & Permissions page and reinstall the app if it was revoked."
+            ) from None
+        log.warning(
+            "slack: auth.test failed at %s (%s), so the bot's user id is unknown; carrying on: %s",
+            client.base_url,
+            code,
+            _NO_IDENTITY,
+        )
+        return BotIdentity(user_id="")
+    except (SlackClientError, aiohttp.ClientError, TimeoutError) as exc:
         raise ConfigError(
-            f"Slack rejected SLACK_BOT_TOKEN ({slack_error(exc)}). Copy the Bot User OAuth Token (xoxb-…) "
-            "from the app's OAuth & Permissions page and reinstall the app if it was revoked."
+            f"cannot reach the Slack Web API at {client.base_url} ({exc or type(exc).__name__}). Check SLACK_API_URL."
         ) from None
-    except SlackClientError as exc:
-        raise ConfigError(
-            f"cannot reach the Slack Web API at {client.base_url} ({exc}). Check SLACK_API_URL."
-        ) from None
-    return BotIdentity(
-        user_id=str(response.get("user_id") or ""),
-        bot_id=cast(str | None, response.get("bot_id")),
-        team_id=cast(str | None, response.get("team_id")),
+    identity = BotIdentity(
+        user_id=_text(response.get("user_id")),
+        bot_id=_text(response.get("bot_id")) or None,
+        team_id=_text(response.get("team_id")) or None,
     )
+    if not identity.user_id:
+        log.warning("slack: auth.test did not say who the bot is (no user_id); carrying on: %s", _NO_IDENTITY)
+    return identity
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""

@@ -9,9 +9,12 @@ import logging
 from collections.abc import Callable, Iterable
 
 import redis.asyncio as aioredis
-from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
+
+from adapters.slack.client import WEB_API_ERRORS, slack_error
+from adapters.slack.convert import workspace_admin
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +47,11 @@ class AdminDirectory:
             return cached in ("1", b"1")
         try:
             response = await self._users_info(user)
-        except (SlackApiError, SlackClientError) as exc:
+        except WEB_API_ERRORS as exc:
             # Unknown means not an admin; not cached, so the next command asks again.
-            log.warning("users.info for %s failed (%s); treating as non-admin", user, exc)
+            log.warning("users.info for %s failed (%s); treating as non-admin", user, slack_error(exc))
             return False
-        info = response.get("user") or {}
-        admin = bool(info.get("is_admin") or info.get("is_owner") or info.get("is_primary_owner"))
+        admin = workspace_admin(response.data if isinstance(response.data, dict) else {})
         if self.ttl_seconds > 0:  # 0 = ask Slack every time
             await self.redis.set(cache_key, "1" if admin else "0", ex=self.ttl_seconds)
         return admin

@@ -21,10 +21,10 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack.blocks import SECTION_LIMIT, answer_blocks
+from adapters.slack.blocks import SECTION_LIMIT, answer_blocks, closing_blocks
+from adapters.slack.client import METHOD_MISSING, WEB_API_ERRORS, slack_error
 from adapters.slack.sinks import (
     STREAM_LIMIT,
     EditSink,
@@ -38,28 +38,28 @@ from bot.messages import FinalAnswer, ReplyEvent, Status, TextDelta
 
 log = logging.getLogger(__name__)
 
-_UNSUPPORTED_STREAM_ERRORS = frozenset(
-    {
-        "unknown_method",
-        "not_allowed_token_type",
-        "feature_not_enabled",
-        "method_not_supported_for_channel_type",
-        "team_not_allowed",
-        "not_supported",
-        "method_deprecated",
-        "404",  # an API server (or proxy) without the method
-        "405",
-        "StreamUnavailable",
-    }
-)
+_UNSUPPORTED_STREAM_ERRORS = METHOD_MISSING | {
+    # METHOD_MISSING: unknown_method, or an API server (or proxy) without the method: HTTP 404 or
+    # an answer that isn't Slack's JSON (an HTML page, plain text …)
+    "not_allowed_token_type",
+    "feature_not_enabled",
+    "method_not_supported_for_channel_type",
+    "team_not_allowed",
+    "StreamUnavailable",
+}
+
+STREAM_ERRORS: tuple[type[Exception], ...] = (*WEB_API_ERRORS, StreamUnavailable)
+"""Any of these from a native streaming call sends the answer down the placeholder-edit path."""
 
 
 class StreamSupport:
-    """Remembers, per workspace, whether native streaming works; starts by trying it."""
+    """Remembers, per workspace, whether native streaming works and whether ``chat.update`` does;
+    starts by trying both."""
 
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
         self._unsupported: set[str] = set()
+        self._no_edits: set[str] = set()
 
     def usable(self, team: str) -> bool:
         return self.enabled and team not in self._unsupported
@@ -69,11 +69,13 @@ class StreamSupport:
             log.info("native streaming unavailable in %s (%s); using message edits", team, error)
             self._unsupported.add(team)
 
+    def edits_usable(self, team: str) -> bool:
+        return team not in self._no_edits
 
-def _error_code(exc: Exception) -> str:
-    if isinstance(exc, SlackApiError):
-        return str(exc.response.get("error") or exc.response.status_code)
-    return type(exc).__name__
+    def edits_failed(self, team: str, error: str) -> None:
+        if team not in self._no_edits:
+            log.warning("chat.update unavailable in %s (%s); answers are posted once, when complete", team, error)
+            self._no_edits.add(team)
 
 
 class SlackReplyRenderer:
@@ -117,12 +119,12 @@ class SlackReplyRenderer:
             try:
                 await native.start(status)
                 sink, self.mode = native, "stream"
-            except (SlackApiError, SlackClientError, StreamUnavailable) as exc:
-                code = _error_code(exc)
+            except STREAM_ERRORS as exc:
+                code = slack_error(exc)
                 self.streams.failed(self.target.team, code)
                 log.debug("chat.startStream failed (%s); falling back to chat.update", code)
         if sink is None:
-            edit = EditSink(self.client, self.target, self.throttle, self.section_limit)
+            edit = self._edit_sink()
             await edit.start(status)
             sink, self.mode = edit, "edit"
         self.sink = sink
@@ -143,8 +145,7 @@ class SlackReplyRenderer:
                 timeout = self.throttle.wait() if sink is not None and sink.pending else None
                 done, _ = await asyncio.wait({upcoming}, timeout=timeout)
                 if not done:
-                    if sink is not None:
-                        await sink.flush()
+                    await self._flush()
                     continue
                 try:
                     event = upcoming.result()
@@ -158,6 +159,72 @@ class SlackReplyRenderer:
                 with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
                     await upcoming
 
+    def _edit_sink(self) -> EditSink:
+        team = self.target.team
+        return EditSink(
+            self.client,
+            self.target,
+            self.throttle,
+            self.section_limit,
+            editable=self.streams.edits_usable(team),
+            on_no_edits=lambda code: self.streams.edits_failed(team, code),
+        )
+
+    async def _fall_back(self, native: NativeStreamSink, exc: Exception) -> EditSink:
+        """Native streaming failed mid-answer: close the stream if possible and go on in a
+        placeholder message with the text the stream never took."""
+        code = slack_error(exc)
+        self.streams.failed(self.target.team, code)
+        log.warning("native streaming failed mid-answer (%s); continuing with message edits", code)
+        if native.open:
+            with contextlib.suppress(*WEB_API_ERRORS, RuntimeError):
+                await native._stop(None)
+        edit = self._edit_sink()
+        await edit.start(None)
+        self.sink, self.mode = edit, "edit"
+        if native.buffer:
+            await edit.append(native.buffer)
+        return edit
+
+    async def _append(self, text: str) -> None:
+        sink = self.sink or await self._start(None)
+        self.text += text
+        try:
+            await sink.append(text)
+        except STREAM_ERRORS as exc:
+            if not isinstance(sink, NativeStreamSink):
+                raise
+            await self._fall_back(sink, exc)  # the text is in the stream's unsent buffer: carried over
+
+    async def _flush(self) -> None:
+        sink = self.sink
+        if sink is None:
+            return
+        try:
+            await sink.flush()
+        except STREAM_ERRORS as exc:
+            if not isinstance(sink, NativeStreamSink):
+                raise
+            await self._fall_back(sink, exc)
+
+    async def _finish(self, final: FinalAnswer | None) -> None:
+        sink = self.sink
+        if sink is None:
+            return
+        try:
+            await sink.finish(final)
+            return
+        except STREAM_ERRORS as exc:
+            if not isinstance(sink, NativeStreamSink):
+                raise
+            if not sink.buffer and (final is None or not closing_blocks(final)):
+                # All the text is in the stream already and nothing is left to add under it.
+                self.streams.failed(self.target.team, slack_error(exc))
+                log.warning("chat.stopStream failed (%s); the answer was already shown", slack_error(exc))
+                return
+            edit = await self._fall_back(sink, exc)
+        await edit.finish(final)
+
     async def render(self, events: AsyncIterator[ReplyEvent]) -> FinalAnswer | None:
         final: FinalAnswer | None = None
         async for event in self._events(events):
@@ -169,36 +236,35 @@ class SlackReplyRenderer:
                 else:
                     await self.sink.status(event.text)
             elif isinstance(event, TextDelta):
-                if not event.text:
-                    continue
-                sink = self.sink or await self._start(None)
-                self.text += event.text
-                await sink.append(event.text)
+                if event.text:
+                    await self._append(event.text)
             elif isinstance(event, FinalAnswer):
                 final = event
         if final is None:
-            if self.sink is not None:
-                await self.sink.finish(None)
+            await self._finish(None)
             return None
         if self.sink is None and final.ephemeral:
-            await self.post_ephemeral(final)
-            return final
-        sink = self.sink or await self._start(None)
+            try:
+                await self.post_ephemeral(final)
+                return final
+            except WEB_API_ERRORS as exc:  # no ephemeral messages here: say it in the thread instead
+                log.info("chat.postEphemeral failed (%s); replying in the thread", slack_error(exc))
+        if self.sink is None:
+            await self._start(None)
         if final.text.startswith(self.text):
             rest = final.text[len(self.text) :]
         else:  # the stream broke off (e.g. the model failed mid-answer): keep what was shown, add why
             rest = ("\n\n" if self.text else "") + final.text
         if rest:
-            self.text += rest
-            await sink.append(rest)
-        await sink.finish(final)
+            await self._append(rest)
+        await self._finish(final)
         return final
 
     async def abort(self) -> None:
         """After a failure: close an open native stream so the message stops "typing" (best effort)."""
         sink = self.sink
         if isinstance(sink, NativeStreamSink) and sink.open:
-            with contextlib.suppress(SlackApiError, SlackClientError, RuntimeError):
+            with contextlib.suppress(*WEB_API_ERRORS, RuntimeError):
                 await sink._stop(None)
 
     async def post_ephemeral(self, final: FinalAnswer) -> None:

@@ -11,15 +11,23 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+from slack_bolt.adapter.socket_mode.async_internals import run_async_bolt_app, send_async_response
+from slack_bolt.response import BoltResponse
+from slack_sdk.signature import SignatureVerifier
+from slack_sdk.socket_mode.aiohttp import SocketModeClient
+from slack_sdk.socket_mode.request import SocketModeRequest
+from slack_sdk.socket_mode.response import SocketModeResponse
 
 from adapters.slack.app import SlackBot, build_slack_bot
 from adapters.slack.client import SlackCredentials
+from adapters.slack.convert import malformed
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -31,13 +39,42 @@ HEALTH_PATH = "/healthz"
 def build_http_app(bot: SlackBot) -> web.Application:
     """The aiohttp application of HTTP mode."""
 
+    verifier = SignatureVerifier(bot.signing_secret)
+
     async def events(request: web.Request) -> web.Response:
-        bolt_request = await to_bolt_request(request)
-        bolt_response = await bot.app.async_dispatch(bolt_request)
+        body = await request.text()
+        # A signed request that can't be handled is acknowledged (200) and logged: an error status
+        # would only make Slack send the same body again, and again.
+        try:
+            bolt_request = await to_bolt_request(request)
+            problem = malformed(bolt_request.body)
+        except Exception:  # a body bolt cannot parse (broken JSON …)
+            problem = "unreadable body"
+        if problem is not None:
+            if not verifier.is_valid_request(body, dict(request.headers)):
+                return web.Response(status=401)
+            log.warning("slack: malformed request (%s, %d bytes) acknowledged and dropped", problem, len(body))
+            return web.Response(status=200)
+        try:
+            bolt_response = await bot.app.async_dispatch(bolt_request)
+        except Exception:
+            bolt_response = BoltResponse(status=500, body="")
+            log.exception("slack: request could not be dispatched")
+        if bolt_response.status >= 500 and verifier.is_valid_request(body, dict(request.headers)):
+            log.warning("slack: request failed inside bolt (%s); acknowledged and dropped", bolt_response.status)
+            return web.Response(status=200)
         return await to_aiohttp_response(bolt_response)
 
     async def health(request: web.Request) -> web.Response:
-        return web.json_response({"ok": True, "mode": "http", "bot_user": bot.identity.user_id})
+        return web.json_response(
+            {
+                "ok": True,
+                "mode": "http",
+                "bot_user": bot.identity.user_id or None,
+                "handled": bot.processed,
+                "in_flight": bot.in_flight,
+            }
+        )
 
     app = web.Application()
     app.router.add_post(EVENTS_PATH, events)
@@ -74,8 +111,32 @@ async def start_http(bot: SlackBot, host: str, port: int) -> HttpService:
     return HttpService(runner=runner, host=host, port=bound)
 
 
+class SocketModeHandler(AsyncSocketModeHandler):
+    """bolt's Socket Mode handler, except that every envelope is acknowledged.
+
+    bolt leaves an envelope unacked when the request fails inside it (a malformed payload makes
+    its middleware raise), and Slack redelivers unacked envelopes: the same failure, again.
+    """
+
+    async def handle(self, client: SocketModeClient, req: SocketModeRequest) -> None:  # type: ignore[override]
+        problem = malformed(req.payload)
+        if problem is None:
+            started = time.time()
+            try:
+                response = await run_async_bolt_app(self.app, req)
+            except Exception:
+                log.exception("slack: envelope could not be dispatched")
+                response = BoltResponse(status=500, body="")
+            if response.status == 200:
+                await send_async_response(client, req, response, started)
+                return
+            problem = f"bolt answered {response.status}"
+        log.warning("slack: envelope %s not handled (%s); acknowledged and dropped", req.type, problem)
+        await client.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id))
+
+
 async def start_socket_mode(bot: SlackBot, app_token: str) -> AsyncSocketModeHandler:
-    handler = AsyncSocketModeHandler(bot.app, app_token=app_token, logger=logging.getLogger("slack_sdk.socket_mode"))
+    handler = SocketModeHandler(bot.app, app_token=app_token, logger=logging.getLogger("slack_sdk.socket_mode"))
     await handler.connect_async()  # type: ignore[no-untyped-call]
     return handler
 

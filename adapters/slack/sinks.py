@@ -15,10 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.blocks import PLACEHOLDER, answer_blocks, closing_blocks, mrkdwn_size
+from adapters.slack.client import METHOD_MISSING, WEB_API_ERRORS, slack_error
 from adapters.slack.mrkdwn import escape, split_head
 from bot.messages import FinalAnswer
 
@@ -73,26 +73,54 @@ class Throttle:
 
 
 class EditSink:
-    """A placeholder message edited with ``chat.update``; overflow continues in a new message."""
+    """A placeholder message edited with ``chat.update``; overflow continues in a new message.
 
-    def __init__(self, client: AsyncWebClient, target: ReplyTarget, throttle: Throttle, limit: int) -> None:
+    With ``editable=False`` (an API without ``chat.update``) nothing is posted until the answer
+    is complete, then it is posted once. ``on_no_edits`` is told when ``chat.update`` turns out
+    not to exist, and the rest of this answer is written that way too.
+    """
+
+    def __init__(
+        self,
+        client: AsyncWebClient,
+        target: ReplyTarget,
+        throttle: Throttle,
+        limit: int,
+        *,
+        editable: bool = True,
+        on_no_edits: Callable[[str], None] | None = None,
+    ) -> None:
         self.client = client
         self.target = target
         self.throttle = throttle
         self.limit = limit
+        self.editable = editable
+        self.on_no_edits = on_no_edits
         self.ts: str | None = None
         self.current = ""  # Markdown of the message being written
         self.shown: str | None = None  # mrkdwn text the current message shows
         self.posted: list[str] = []
         self._dirty = False
 
+    def _update_failed(self, exc: Exception, what: str) -> None:
+        code = slack_error(exc)
+        log.warning("chat.update of %s failed (%s)", what, code)
+        if code in METHOD_MISSING:
+            self._no_edits(code)
+
+    def _no_edits(self, reason: str) -> None:
+        self.editable = False
+        if self.on_no_edits is not None:
+            self.on_no_edits(reason)
+
     @property
     def pending(self) -> bool:
         return self._dirty
 
     async def start(self, status: str | None) -> None:
-        text = f"_{escape(status)}_" if status else PLACEHOLDER
-        await self._post(text)
+        if self.editable:
+            text = f"_{escape(status)}_" if status else PLACEHOLDER
+            await self._post(text)
 
     async def _post(self, text: str, blocks: list[dict[str, Any]] | None = None) -> None:
         kwargs: dict[str, Any] = {"channel": self.target.channel, "text": text}
@@ -103,6 +131,8 @@ class EditSink:
         response = await self.client.chat_postMessage(**kwargs)
         ts = response.get("ts")
         self.ts = str(ts) if ts else None  # without a ts the message cannot be edited: post anew
+        if self.ts is None and self.editable:
+            self._no_edits("chat.postMessage returned no ts")
         self.shown = text
         if self.ts:
             self.posted.append(self.ts)
@@ -112,16 +142,17 @@ class EditSink:
         text, blocks = answer_blocks(markdown, final)
         if not force and text == self.shown:
             return
-        if self.ts is None:
+        if self.ts is None or not self.editable:
             if final is not None or force:
                 await self._post(text, blocks)
             return
         try:
             await self.client.chat_update(channel=self.target.channel, ts=self.ts, text=text, blocks=blocks)
-        except SlackApiError as exc:
-            # The message can't be edited (deleted, edit window closed, …): an intermediate edit is
-            # skipped; a final one is posted as a new message so the answer still arrives whole.
-            log.warning("chat.update failed (%s)", exc.response.get("error"))
+        except WEB_API_ERRORS as exc:
+            # The message can't be edited (deleted, edit window closed, no chat.update …): an
+            # intermediate edit is skipped; a final one is posted as a new message so the answer
+            # still arrives whole.
+            self._update_failed(exc, "the answer")
             if final is None and not force:
                 self.throttle.mark()
                 return
@@ -133,9 +164,13 @@ class EditSink:
     async def status(self, text: str) -> None:
         if not self.current and self.throttle.due():
             status = f"_{escape(text)}_"
-            if status != self.shown and self.ts is not None:
-                await self.client.chat_update(channel=self.target.channel, ts=self.ts, text=status)
-                self.shown = status
+            if status != self.shown and self.ts is not None and self.editable:
+                try:
+                    await self.client.chat_update(channel=self.target.channel, ts=self.ts, text=status)
+                except WEB_API_ERRORS as exc:  # progress is a nicety: the answer follows regardless
+                    self._update_failed(exc, "the status")
+                else:
+                    self.shown = status
                 self.throttle.mark()
 
     async def append(self, delta: str) -> None:
@@ -144,8 +179,11 @@ class EditSink:
             head, rest = split_head(self.current, self.limit, mrkdwn_size)
             await self._edit(head, force=True)
             self.current = rest
-            text, blocks = answer_blocks(rest, None)
-            await self._post(text, blocks)
+            if self.editable:
+                text, blocks = answer_blocks(rest, None)
+                await self._post(text, blocks)
+            else:  # the rest is posted when complete (or full)
+                self.ts, self.shown = None, None
         self._dirty = True
         if self.throttle.due():
             await self.flush()
@@ -160,7 +198,11 @@ class EditSink:
 
 
 class NativeStreamSink:
-    """``chat.startStream`` → ``chat.appendStream``… → ``chat.stopStream`` (with the closing blocks)."""
+    """``chat.startStream`` → ``chat.appendStream``… → ``chat.stopStream`` (with the closing blocks).
+
+    ``buffer`` holds every piece of text not yet confirmed by Slack, so when a call fails the
+    renderer can carry exactly that over to a placeholder message (see ``SlackReplyRenderer``).
+    """
 
     def __init__(self, client: AsyncWebClient, target: ReplyTarget, throttle: Throttle, limit: int) -> None:
         self.client = client
@@ -197,27 +239,29 @@ class NativeStreamSink:
         return None  # the streaming message shows its own progress until text arrives
 
     async def flush(self) -> None:
-        await self._flush()
-
-    async def _flush(self) -> None:
-        if self.buffer and self.ts is not None:
-            await self.client.chat_appendStream(channel=self.target.channel, ts=self.ts, markdown_text=self.buffer)
-            self.streamed += len(self.buffer)
+        if self.buffer:
+            await self._send(self.buffer)
             self.buffer = ""
-            self.throttle.mark()
+
+    async def _send(self, text: str) -> None:
+        if self.ts is None:
+            raise RuntimeError("NativeStreamSink.start() must run before append")
+        await self.client.chat_appendStream(channel=self.target.channel, ts=self.ts, markdown_text=text)
+        self.streamed += len(text)
+        self.throttle.mark()
 
     async def append(self, delta: str) -> None:
         self.buffer += delta
         while self.streamed + len(self.buffer) > self.limit:
             room = self.limit - self.streamed
             head, rest = split_head(self.buffer, room) if room > 200 else ("", self.buffer)
-            self.buffer = head
-            await self._flush()
+            if head:
+                await self._send(head)
+            self.buffer = rest  # only now: until Slack took the head, all of it is still unsent
             await self._stop(None)
             await self.start(None)
-            self.buffer = rest
         if self.throttle.due():
-            await self._flush()
+            await self.flush()
 
     async def _stop(self, final: FinalAnswer | None) -> None:
         if self.ts is None:
@@ -230,5 +274,5 @@ class NativeStreamSink:
         await self.client.chat_stopStream(**kwargs)
 
     async def finish(self, final: FinalAnswer | None) -> None:
-        await self._flush()
+        await self.flush()
         await self._stop(final)

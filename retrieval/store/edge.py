@@ -20,6 +20,7 @@ from retrieval.store.protocol import (
     DENSE_NAME,
     INVENTORY_FIELDS,
     META_ID,
+    RRF_K,
     SPARSE_NAME,
     ChunkState,
     Fusion,
@@ -27,6 +28,7 @@ from retrieval.store.protocol import (
     SearchHits,
     StoredPoint,
     StoreMeta,
+    best_cosine,
     visible_scopes,
 )
 
@@ -47,6 +49,8 @@ def _open_shard(path: Path, dense_size: int | None) -> qe.EdgeShard:
             else None,
             sparse_vectors={SPARSE_NAME: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
             payload_memory=qe.Memory.Cached,
+            # dense vectors (when added) are searched through int8 copies held in RAM, rescored with the originals
+            quantization_config=qe.ScalarQuantizationConfig(type=qe.ScalarType.Int8, always_ram=True),
         )
         shard = qe.EdgeShard.create(str(path), config)
     except Exception as exc:  # qdrant-edge raises plain Exception; the lock is told by its text
@@ -126,7 +130,7 @@ class EdgeStore:
                 {SPARSE_NAME: qe.SparseVector(p.sparse.indices, p.sparse.values), DENSE_NAME: p.dense}
                 if p.dense is not None
                 else {SPARSE_NAME: qe.SparseVector(p.sparse.indices, p.sparse.values)},
-                dict(p.payload),
+                p.payload if isinstance(p.payload, dict) else dict(p.payload),
             )
             for p in points
         ]
@@ -183,23 +187,26 @@ class EdgeStore:
             qe.Query.Nearest(qe.SparseVector(sparse.indices, sparse.values), using=SPARSE_NAME) if sparse else None
         )
         dense_q = qe.Query.Nearest(dense, using=DENSE_NAME) if dense is not None else None
-        requests: list[qe.QueryRequest] = []
         if sparse_q is not None and dense_q is not None:
-            fuse = cast(qe.Fusion, qe.Fusion.Dbsf() if fusion == "dbsf" else qe.Fusion.Rrf(k=60))
+            fuse = cast(qe.Fusion, qe.Fusion.Dbsf() if fusion == "dbsf" else qe.Fusion.Rrf(k=RRF_K))
             prefetches = [
                 qe.Prefetch(limit=prefetch_limit, query=sparse_q, filter=flt),
                 qe.Prefetch(limit=prefetch_limit, query=dense_q, filter=flt),
             ]
-            requests.append(qe.QueryRequest(limit=limit, prefetches=prefetches, query=fuse, with_payload=True))
+            request = qe.QueryRequest(
+                limit=limit, prefetches=prefetches, query=fuse, with_payload=True, with_vector=[DENSE_NAME]
+            )
         else:
             query = sparse_q if sparse_q is not None else dense_q
-            requests.append(qe.QueryRequest(limit=limit, query=query, filter=flt, with_payload=True))
-        if dense_q is not None:
-            requests.append(qe.QueryRequest(limit=1, query=dense_q, filter=flt, with_payload=False))
-        results = await self._run(self._shard.query_batch, qe.QueryBatchRequest(requests))
-        hits = [Hit(str(p.id), p.score, p.payload or {}) for p in results[0]]
-        best_dense = results[1][0].score if dense_q is not None and results[1] else None
-        return SearchHits(hits, best_dense)
+            request = qe.QueryRequest(limit=limit, query=query, filter=flt, with_payload=True)
+        points = await self._run(self._shard.query, request)
+        hits = [Hit(str(p.id), p.score, p.payload or {}) for p in points]
+        if dense is None or not points:
+            return SearchHits(hits)
+        if sparse_q is None:
+            return SearchHits(hits, points[0].score)
+        vectors: list[Any] = [p.vector.get(DENSE_NAME) if isinstance(p.vector, dict) else None for p in points]
+        return SearchHits(hits, best_cosine(dense, vectors))
 
     async def count(self, kbs: Sequence[str] | None = None) -> int:
         if kbs is None:

@@ -19,6 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+import numpy as np
+
 from retrieval.api import PUBLIC_SCOPE
 from retrieval.sparse import SparseVec
 
@@ -27,6 +29,8 @@ DENSE_NAME = "dense"
 COLLECTION = "bothbot_chunks"
 META_ID = "00000000-0000-5000-8000-00000000b07b"  # fixed id of the metadata point
 INVENTORY_FIELDS = ("kb", "source", "origin", "doc_hash", "chunk_hash")
+
+RRF_K = 60  # the k of reciprocal rank fusion, 1/(k + rank), as in the original paper
 
 Fusion = Literal["dbsf", "rrf"]
 
@@ -49,7 +53,7 @@ class Hit:
 @dataclass(frozen=True, slots=True)
 class SearchHits:
     hits: list[Hit]
-    best_dense: float | None = None  # cosine of the best dense match, when a dense query ran
+    best_dense: float | None = None  # best cosine similarity among the hits, when a dense query ran
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +94,19 @@ class StoreMeta:
         avg = payload.get("avg_len")
         size = payload.get("dense_size")
         return cls(float(avg) if avg is not None else None, int(size) if size is not None else None, extra)
+
+
+def best_cosine(query: Sequence[float], vectors: Sequence[Sequence[float] | None]) -> float | None:
+    """Highest cosine similarity between the query and the given (stored, unit-length) vectors."""
+    rows = [v for v in vectors if v is not None and len(v) == len(query)]
+    if not rows:
+        return None
+    q = np.asarray(query, dtype=np.float32)
+    norm = float(np.linalg.norm(q))
+    if norm == 0.0:
+        return None
+    m = np.asarray(rows, dtype=np.float32)
+    return float(np.max(m @ (q / norm) / np.maximum(np.linalg.norm(m, axis=1), 1e-12)))
 
 
 def visible_scopes(channel: str | None) -> list[str]:

@@ -17,6 +17,7 @@ from retrieval.store.protocol import (
     DENSE_NAME,
     INVENTORY_FIELDS,
     META_ID,
+    RRF_K,
     SPARSE_NAME,
     ChunkState,
     Fusion,
@@ -24,6 +25,7 @@ from retrieval.store.protocol import (
     SearchHits,
     StoredPoint,
     StoreMeta,
+    best_cosine,
     visible_scopes,
 )
 
@@ -66,6 +68,9 @@ class ServerStore:
                 if dense_size
                 else {},
                 sparse_vectors_config={SPARSE_NAME: models.SparseVectorParams(modifier=models.Modifier.IDF)},
+                quantization_config=models.ScalarQuantization(
+                    scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, always_ram=True)
+                ),
             )
             with warnings.catch_warnings():  # local mode warns that indexes have no effect there
                 warnings.simplefilter("ignore", UserWarning)
@@ -173,34 +178,40 @@ class ServerStore:
             return SearchHits([])
         flt = _scope_filter(kbs, channel)
         sparse_q = models.SparseVector(indices=sparse.indices, values=sparse.values) if sparse else None
-        requests: list[models.QueryRequest] = []
         if sparse_q is not None and dense is not None:
-            fuse = models.Fusion.DBSF if fusion == "dbsf" else models.Fusion.RRF
-            requests.append(
-                models.QueryRequest(
-                    prefetch=[
-                        models.Prefetch(query=sparse_q, using=SPARSE_NAME, filter=flt, limit=prefetch_limit),
-                        models.Prefetch(query=dense, using=DENSE_NAME, filter=flt, limit=prefetch_limit),
-                    ],
-                    query=models.FusionQuery(fusion=fuse),
-                    limit=limit,
-                    with_payload=True,
-                )
+            fuse: models.FusionQuery | models.RrfQuery = (
+                models.FusionQuery(fusion=models.Fusion.DBSF)
+                if fusion == "dbsf"
+                else models.RrfQuery(rrf=models.Rrf(k=RRF_K))
             )
-        elif sparse_q is not None:
-            requests.append(
-                models.QueryRequest(query=sparse_q, using=SPARSE_NAME, filter=flt, limit=limit, with_payload=True)
+            response = await self._client.query_points(
+                self.collection,
+                prefetch=[
+                    models.Prefetch(query=sparse_q, using=SPARSE_NAME, filter=flt, limit=prefetch_limit),
+                    models.Prefetch(query=dense, using=DENSE_NAME, filter=flt, limit=prefetch_limit),
+                ],
+                query=fuse,
+                limit=limit,
+                with_payload=True,
+                with_vectors=[DENSE_NAME],
             )
         else:
-            requests.append(
-                models.QueryRequest(query=dense, using=DENSE_NAME, filter=flt, limit=limit, with_payload=True)
+            response = await self._client.query_points(
+                self.collection,
+                query=sparse_q if sparse_q is not None else dense,
+                using=SPARSE_NAME if sparse_q is not None else DENSE_NAME,
+                query_filter=flt,
+                limit=limit,
+                with_payload=True,
             )
-        if dense is not None:
-            requests.append(models.QueryRequest(query=dense, using=DENSE_NAME, filter=flt, limit=1, with_payload=False))
-        responses = await self._client.query_batch_points(self.collection, requests)
-        hits = [Hit(str(p.id), p.score, p.payload or {}) for p in responses[0].points]
-        best = responses[1].points[0].score if dense is not None and responses[1].points else None
-        return SearchHits(hits, best)
+        points = response.points
+        hits = [Hit(str(p.id), p.score, p.payload or {}) for p in points]
+        if dense is None or not points:
+            return SearchHits(hits)
+        if sparse_q is None:
+            return SearchHits(hits, points[0].score)
+        vectors: list[Any] = [p.vector.get(DENSE_NAME) if isinstance(p.vector, dict) else None for p in points]
+        return SearchHits(hits, best_cosine(dense, vectors))
 
     async def count(self, kbs: Sequence[str] | None = None) -> int:
         if kbs is None:

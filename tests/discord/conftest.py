@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import discord
+import discord.webhook.async_
 import pytest
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
@@ -38,6 +39,8 @@ async def discord_fake(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeDis
     # build_client points these class attributes at the fake; restore them after the test
     monkeypatch.setattr(Route, "BASE", Route.BASE)
     monkeypatch.setattr(DiscordWebSocket, "DEFAULT_GATEWAY", DiscordWebSocket.DEFAULT_GATEWAY)
+    monkeypatch.setattr(discord.http, "json_or_text", discord.http.json_or_text)
+    monkeypatch.setattr(discord.webhook.async_, "json_or_text", discord.webhook.async_.json_or_text)
     fake = await FakeDiscord().start()
     yield fake
     await fake.close()

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from adapters.discord.convert import (
     MessageFacts,
+    SlashCommand,
     addressed,
     clean_text,
     command_line,
     command_to_incoming,
+    created_thread_id,
     feedback_custom_id,
     is_admin,
     message_to_incoming,
     parse_feedback_custom_id,
+    sent_message_id,
+    slash_command,
     thread_name,
 )
+from adapters.discord.payloads import normalize_event
 from bot.commands import split_command
 
 BOT = "900"
@@ -116,3 +123,76 @@ def test_thread_name() -> None:
     assert thread_name("  how do   I\nsecond line", "alice") == "how do I"
     assert thread_name("", "alice") == "Question from alice"
     assert len(thread_name("x" * 300, None)) == 100
+
+
+def _sub(name: str, *options: dict[str, Any]) -> dict[str, Any]:
+    return {"name": "bothbot", "type": 1, "options": [{"name": name, "type": 1, "options": list(options)}]}
+
+
+def _opt(name: str, value: Any, kind: int = 3) -> dict[str, Any]:
+    return {"name": name, "type": kind, "value": value}
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (_sub("model", _opt("profile", "tuned")), SlashCommand("model tuned", False)),
+        (_sub("model"), SlashCommand("model", False)),
+        (_sub("ask", _opt("question", 'how do I  "quote"?')), SlashCommand('ask how do I  "quote"?', True)),
+        (_sub("kb", _opt("names", "handbook, wiki  it")), SlashCommand("kb handbook wiki it", False)),
+        (_sub("rag", _opt("state", False, kind=5)), SlashCommand("rag off", False)),
+        (_sub("model", _opt("name", "tuned")), SlashCommand("model tuned", False)),  # another option name
+        (_sub("help", _opt("topic", "x")), SlashCommand("help", False)),  # takes no option: ignored
+        ({"name": "bothbot", "options": [{"name": "reset"}]}, SlashCommand("reset", False)),  # no types
+        (
+            {"name": "bothbot", "options": [{"name": "s", "type": 2, "options": [{"name": "status", "type": 1}]}]},
+            SlashCommand("status", False),
+        ),  # a subcommand group
+        ({"name": "replymode", "options": [_opt("mode", "reply")]}, SlashCommand("replymode reply", False)),
+        ({"name": "bothbot"}, SlashCommand("help", False)),
+        ({"name": "bothbot", "options": [_opt("text", "models")]}, SlashCommand("models", False)),
+        ({"name": "bothbot", "options": [_opt("text", "what is new?")]}, SlashCommand("ask what is new?", True)),
+        (_sub("frobnicate"), None),
+        ({"name": "other"}, None),
+        ({"name": "bothbot", "options": "garbage"}, SlashCommand("help", False)),
+    ],
+)
+def test_slash_command_reads_every_reasonable_shape(data: dict[str, Any], expected: SlashCommand | None) -> None:
+    assert slash_command(data) == expected
+    if expected is not None:
+        assert split_command(expected.line)[0] == expected.line.split()[0]
+
+
+def test_response_ids() -> None:
+    assert sent_message_id({"id": "123", "content": "x"}) == "123"
+    assert sent_message_id({"id": 123}) == "123"
+    assert sent_message_id("") is None  # 204, or a text body
+    assert sent_message_id({"content": "x"}) is None
+    assert created_thread_id("", "55") == "55"  # a thread on a message has the message's id
+
+
+def test_sparse_events_get_discords_defaults_and_full_ones_keep_their_values() -> None:
+    user = {"id": "7", "username": "alice"}
+    interaction = normalize_event(
+        "INTERACTION_CREATE",
+        {"id": "1", "type": 2, "token": "t", "application_id": "9", "guild_id": "5", "channel_id": "6",
+         "member": {"user": user, "permissions": "32"}},
+    )  # fmt: skip
+    assert interaction["version"] == 1 and interaction["attachment_size_limit"] > 0
+    assert interaction["channel"]["id"] == "6", "discord.py reads the channel id from the channel object only"
+    assert interaction["member"]["flags"] == 0 and interaction["member"]["roles"] == []
+    assert interaction["member"]["user"] == {"id": "7", "username": "alice", "discriminator": "0", "avatar": None}
+    assert interaction["member"]["permissions"] == "32"
+
+    guild = normalize_event("GUILD_CREATE", {"id": "5", "channels": [{"id": "6", "type": 0}, {"id": "8", "type": 0}]})
+    assert [c["position"] for c in guild["channels"]] == [0, 1]
+    assert guild["threads"] == [] and guild["roles"] == []
+
+    message = normalize_event("MESSAGE_CREATE", {"id": "2", "channel_id": "6", "author": user, "content": "hi"})
+    assert message["type"] == 0 and message["mentions"] == [] and message["content"] == "hi"
+
+    full = {"id": "2", "channel_id": "6", "author": {**user, "discriminator": "1234", "avatar": "a"}, "type": 19}
+    assert normalize_event("MESSAGE_CREATE", full)["type"] == 19
+    assert normalize_event("MESSAGE_CREATE", full)["author"]["discriminator"] == "1234"
+    assert normalize_event("TYPING_START", full) is full
+    assert normalize_event("GUILD_CREATE", {"id": "5", "unavailable": True}) == {"id": "5", "unavailable": True}

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.discord.client import run_discord
+from adapters.discord.client import run_discord, stop_discord
 from bot.settings import ConfigError, Settings
 from tests.conftest import TEST_REDIS_URL
 from tests.discord.conftest import StartBot
@@ -54,6 +54,40 @@ async def test_rate_limited_post_is_retried_after_retry_after(
     posts = discord_fake.requests_to("POST", rf"/channels/{question['id']}/messages")
     assert len(posts) == 2, "one 429, then the same post again"
     assert len(discord_fake.bot_messages(question["id"])) == 1
+
+
+@pytest.mark.parametrize("path", [r"/channels/\d+/messages", r"/channels/\d+/messages/\d+"])
+async def test_rate_limit_without_via_header_is_still_honoured(
+    start_bot: StartBot, discord_fake: FakeDiscord, openai_server: FakeOpenAI, path: str
+) -> None:
+    """discord.py raises on a 429 without ``Via``; the adapter waits it out instead of losing the answer."""
+    openai_server.reply_text = "Patience pays."
+    await start_bot(channels={f"discord:{discord_fake.guild_id}:{discord_fake.general['id']}": {"reply_mode": "reply"}})
+    discord_fake.rate_limit_next("POST" if path.endswith("messages") else "PATCH", path, retry_after=0.05, via=False)
+
+    question = await discord_fake.send_message(discord_fake.new_user("alice"), "rate limit me", mention_bot=True)
+
+    [reply] = await discord_fake.wait_for(lambda: discord_fake.answers(discord_fake.general["id"]))
+    assert reply.content == "Patience pays."
+    assert len(discord_fake.bot_messages(discord_fake.general["id"])) == 1
+    assert reply.payload["message_reference"]["message_id"] == question["id"]
+
+
+async def test_stopping_finishes_the_answers_in_progress_first(
+    start_bot: StartBot, discord_fake: FakeDiscord, openai_server: FakeOpenAI
+) -> None:
+    openai_server.reply_text = "Finished before the deploy."
+    openai_server.chunks_per_reply = 1
+    bot = await start_bot()
+    discord_fake.rate_limit_next("PATCH", r"/channels/\d+/messages/\d+", retry_after=0.3)  # holds the answer up
+    question = await discord_fake.send_message(discord_fake.new_user("alice"), "quick, a deploy", mention_bot=True)
+    await discord_fake.wait_for(lambda: discord_fake.requests_to("PATCH", r"/channels/\d+/messages/\d+"))
+
+    await stop_discord(bot.client)  # what SIGTERM runs
+
+    [answer] = discord_fake.answers(question["id"])
+    assert answer.content == "Finished before the deploy."
+    assert bot.client.is_closed()
 
 
 async def test_sharded_process_identifies_with_its_shard_and_answers(

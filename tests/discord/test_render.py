@@ -46,6 +46,9 @@ class RecordingSink:
         self.messages[handle] = content
         self._record(handle, content, feedback)
 
+    async def repost(self, handle: int, content: str, *, feedback: FinalAnswer | None = None) -> int:
+        return await self.post(content, feedback=feedback)
+
     async def delete(self, handle: int) -> None:
         self.messages[handle] = "<deleted>"
 
@@ -190,3 +193,31 @@ async def test_when_the_final_edit_fails_the_answer_is_posted_anew() -> None:
 
     assert sink.messages[-1] == "Still delivered."
     assert sink.buttons == {len(sink.messages) - 1: "t9"}
+
+
+async def test_a_message_that_cannot_be_edited_is_left_alone_then_replaced() -> None:
+    class NoEditsSink(RecordingSink):
+        edits = 0
+        deletes = 0
+
+        async def edit(self, handle: int, content: str, *, feedback: FinalAnswer | None = None) -> None:
+            self.edits += 1
+            raise RuntimeError("404: Not Found")
+
+        async def delete(self, handle: int) -> None:
+            self.deletes += 1
+            raise RuntimeError("404: Not Found")  # the server cannot delete either: no matter
+
+    clock = Clock()
+    sink = NoEditsSink(clock)
+    deltas = [f"part {i} " for i in range(20)]
+    final = FinalAnswer(text="".join(deltas), kind="answer", trace_id="t10", feedback=True)
+    live: LiveReply[int] = LiveReply(sink, interval=0.0, clock=clock, sleep=clock.sleep)
+
+    assert await live.run(stream(deltas, final, clock, step=0.1)) == final
+
+    assert sink.edits == 1, "after one failed edit the message is not edited again"
+    assert sink.messages == ["-# Searching the knowledge base…", final.text]
+    assert sink.buttons == {1: "t10"}
+    assert sink.deletes == 1
+    assert live.handles == [1]

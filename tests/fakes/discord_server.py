@@ -93,7 +93,7 @@ class FakeDiscord:
         self.commands: list[JSON] = []
         self._interaction_tokens: dict[str, str] = {}  # token -> interaction id
         self._interaction_channels: dict[str, str] = {}  # token -> channel id
-        self._rate_limits: list[tuple[str, re.Pattern[str], float]] = []
+        self._rate_limits: list[tuple[str, re.Pattern[str], float, bool]] = []
         self._changed = asyncio.Condition()
         self.gateway = FakeGateway(token=token, ready=self._ready, after_ready=self._guilds, notify=self._notify)
         self._runner: web.AppRunner | None = None
@@ -153,9 +153,13 @@ class FakeDiscord:
     def new_user(self, name: str) -> JSON:
         return p.user(p.snowflake(), name)
 
-    def rate_limit_next(self, method: str, path_pattern: str, retry_after: float = 0.05) -> None:
-        """The next request matching ``method`` and the regex ``path_pattern`` gets a 429."""
-        self._rate_limits.append((method.upper(), re.compile(path_pattern), retry_after))
+    def rate_limit_next(self, method: str, path_pattern: str, retry_after: float = 0.05, *, via: bool = True) -> None:
+        """The next request matching ``method`` and the regex ``path_pattern`` gets a 429.
+
+        ``via=False`` leaves out the ``Via`` header, as a Discord-compatible server might: discord.py
+        then raises instead of retrying, and the adapter must honour the 429 itself.
+        """
+        self._rate_limits.append((method.upper(), re.compile(path_pattern), retry_after, via))
 
     def bot_messages(self, channel_id: str | None = None) -> list[StoredMessage]:
         return [
@@ -351,14 +355,14 @@ class FakeDiscord:
         return None
 
     async def _route(self, method: str, path: str, body: Any) -> web.Response:
-        for i, (m, rx, retry_after) in enumerate(self._rate_limits):
+        for i, (m, rx, retry_after, via) in enumerate(self._rate_limits):
             if m == method and rx.fullmatch(path):
                 del self._rate_limits[i]
                 headers = {
                     **_ratelimit_headers(remaining=0, reset_after=retry_after),
                     "Retry-After": str(max(1, round(retry_after))),
                     "X-RateLimit-Scope": "user",
-                    "Via": "1.1 google",
+                    **({"Via": "1.1 google"} if via else {}),
                 }
                 data = {"message": "You are being rate limited.", "retry_after": retry_after, "global": False}
                 return _json(data, 429, headers)

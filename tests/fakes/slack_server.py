@@ -109,9 +109,11 @@ class FakeSlack:
         self.messages: dict[str, FakeMessage] = {}
         self.ephemerals: list[Ephemeral] = []
         self.responses: list[dict[str, Any]] = []  # posts to response_urls
+        self.response_url_status = 200  # e.g. 404: every response_url has expired
         self.acks: dict[str, dict[str, Any]] = {}
         self.rate_limits: dict[str, list[int]] = {}
         self.failures: dict[str, list[str]] = {}
+        self.http_failures: dict[str, list[tuple[int, str, str]]] = {}
         self._sockets: list[web.WebSocketResponse] = []
         self._ts = itertools.count(1)
         self._changed = asyncio.Condition()
@@ -161,6 +163,12 @@ class FakeSlack:
 
     def fail_next(self, method: str, error: str, count: int = 1) -> None:
         self.failures.setdefault(method, []).extend([error] * count)
+
+    def fail_http_next(
+        self, method: str, status: int, body: str = "", content_type: str = "text/plain", count: int = 1
+    ) -> None:
+        """Answer ``method`` with a non-Slack HTTP response (a proxy's 502, a 404 page, HTML …)."""
+        self.http_failures.setdefault(method, []).extend([(status, content_type, body)] * count)
 
     def response_url(self, key: str | None = None) -> str:
         return f"{self.base}/respond/{key or uuid.uuid4().hex}"
@@ -215,6 +223,9 @@ class FakeSlack:
                 )
             if self.failures.get(method):
                 return web.json_response({"ok": False, "error": self.failures[method].pop(0)})
+            if self.http_failures.get(method):
+                status, content_type, text = self.http_failures[method].pop(0)
+                return web.Response(status=status, text=text, content_type=content_type)
             if not token:
                 return web.json_response({"ok": False, "error": "not_authed"})
             handler = getattr(self, "_m_" + method.replace(".", "_"), None)
@@ -362,6 +373,10 @@ class FakeSlack:
     # --- response_url ------------------------------------------------------------------------
 
     async def _respond(self, request: web.Request) -> web.Response:
+        if self.response_url_status != 200:
+            self.calls.append(ApiCall("response_url", {"status": self.response_url_status}, None))
+            await self._notify()
+            return web.Response(status=self.response_url_status, text="expired_url")
         body = await request.json()
         body["_key"] = request.match_info["key"]
         self.responses.append(body)

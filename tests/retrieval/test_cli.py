@@ -9,6 +9,7 @@ import pytest
 from retrieval.cli import EXIT_LOCKED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, register
 from retrieval.config import RetrievalConfig, RetrievalEnvironment
 from retrieval.factory import open_knowledge_base
+from tests.fakes.openai_server import FakeOpenAI
 from tests.retrieval.conftest import write_files
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -75,7 +76,7 @@ async def test_ingest_command_waits_then_gives_up_when_the_store_is_held(
     finally:
         await holder.aclose()
     err = capsys.readouterr().err
-    assert "waiting up to 0 s" in err
+    assert "waiting up to 0.2 s" in err
     assert "stop the other bothbot process" in err and "QDRANT_URL" in err
 
 
@@ -123,3 +124,21 @@ async def test_eval_retrieval_pubmedqa(env: RetrievalEnvironment, capsys: pytest
     fields = next(line for line in out.splitlines() if line.startswith("sparse")).split()
     assert fields[1] == "100"
     assert float(fields[2]) > 0.9  # nDCG@10: PubMedQA questions are written from their abstracts
+
+
+async def test_eval_retrieval_with_an_embedder_reports_dense_and_hybrid(
+    tmp_path: Path, openai_server: FakeOpenAI, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = RetrievalConfig(embedder="openai", embedding_model="emb", fusion="rrf")
+    env = RetrievalEnvironment(config, tmp_path / "data", openai_base_url=openai_server.base_url, openai_api_key="k")
+    assert await run(env, "eval", "retrieval", "--beir", str(_beir(tmp_path / "beir"))) == EXIT_OK
+    out = capsys.readouterr().out
+    rows = {
+        line.split()[0]: line.split()
+        for line in out.splitlines()
+        if line.split()[:1] in (["sparse"], ["dense"], ["hybrid"])
+    }
+    assert set(rows) == {"sparse", "dense", "hybrid"}
+    assert float(rows["hybrid"][2]) == 1.0  # nDCG@10
+    assert "fusion rrf" in out
+    assert any(r.path.endswith("/embeddings") for r in openai_server.requests)

@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 
 from retrieval.api import SearchScope
-from retrieval.config import RetrievalConfig
+from retrieval.config import RetrievalConfig, RetrievalEnvironment
+from retrieval.documents import Document
 from retrieval.embeddings import OpenAIEmbedder
-from retrieval.factory import RetrievalService
+from retrieval.factory import RetrievalService, open_knowledge_base
 from retrieval.ingest import ScopeError, parse_scope
 from retrieval.store.protocol import StoredPoint, VectorStore
 from tests.fakes.openai_server import FakeOpenAI
@@ -167,3 +168,24 @@ def test_parse_scope() -> None:
     for bad in ("everyone", "slack:", ":C1", "slack:C 1"):
         with pytest.raises(ScopeError):
             parse_scope([bad])
+
+
+async def test_worker_process_prepares_large_ingests_identically(tmp_path: Path) -> None:
+    docs = [
+        Document(f"d{i}", f"Doc {i}", f"# T{i}\n\nalpha {i} bravo {i % 7}\n\n## S\n\ncharlie {i % 3}", "markdown")
+        for i in range(700)
+    ]
+    states = []
+    for workers in (0, 1):
+        svc = await open_knowledge_base(
+            RetrievalEnvironment(RetrievalConfig(ingest_workers=workers), tmp_path / f"w{workers}")
+        )
+        try:
+            report = await svc.ingest_documents(docs, kb="k")
+            assert (report.documents, report.chunks_added) == (700, 1400)
+            states.append(sorted((s.id, s.doc_hash, s.chunk_hash) for s in await svc.store.inventory("k")))
+            again = await svc.ingest_documents(docs, kb="k")
+            assert again.chunks_unchanged == 1400 and again.chunks_written == 0
+        finally:
+            await svc.aclose()
+    assert states[0] == states[1]

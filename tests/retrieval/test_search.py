@@ -8,7 +8,7 @@ import pytest
 
 from retrieval.api import KnowledgeBase, SearchScope
 from retrieval.config import RetrievalConfig, RetrievalEnvironment
-from retrieval.errors import StoreLockedError
+from retrieval.errors import RetrievalError, StoreLockedError
 from retrieval.factory import RetrievalService, open_knowledge_base
 from tests.retrieval.conftest import env_for, write_files
 
@@ -114,3 +114,9 @@ async def test_lock_wait_gives_up_after_the_bound(tmp_path: Path) -> None:
         assert len(told) == 1
     finally:
         await holder.aclose()
+
+
+async def test_unreachable_qdrant_server_is_a_clear_error(tmp_path: Path) -> None:
+    env = RetrievalEnvironment(RetrievalConfig(), tmp_path, qdrant_url="http://127.0.0.1:9")
+    with pytest.raises(RetrievalError, match=r"QDRANT_URL=http://127\.0\.0\.1:9"):
+        await open_knowledge_base(env)

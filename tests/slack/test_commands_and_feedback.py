@@ -178,3 +178,72 @@ async def test_a_failing_command_is_reported_privately(start_slack: StartSlack, 
     await slack.wait_for(lambda: slack.responses)
     assert "went wrong" in slack.responses[0]["text"]
     assert slack.responses[0]["response_type"] == "ephemeral"
+
+
+# --- where a private reply goes when the usual ways fail ---------------------------------------
+
+
+async def test_a_failing_response_url_falls_back_to_post_ephemeral(start_slack: StartSlack, slack: FakeSlack) -> None:
+    """An expired response_url answers HTTP 404 without raising: the reply must not be lost."""
+    slack.response_url_status = 404
+    proc = await start_slack()
+    await proc.send_command(slash_command("model tuned", user="UADMIN", response_url=slack.response_url()))
+    await slack.wait_for(lambda: slack.ephemerals)
+    [reply] = slack.ephemerals
+    assert reply.user == "UADMIN" and reply.channel == "C1" and "tuned" in reply.text
+    assert slack.calls_to("response_url")  # it was tried first
+
+
+async def test_without_ephemeral_messages_the_reply_is_a_direct_message(
+    start_slack: StartSlack, slack: FakeSlack
+) -> None:
+    """No response_url and no chat.postEphemeral: the caller gets a DM (still private), not a post
+    in the channel."""
+    slack.fail_next("chat.postEphemeral", "unknown_method", count=2)
+    proc = await start_slack()
+    await proc.send_command(slash_command("model tuned", user="UADMIN"))
+    await proc.send_command(slash_command("model tuned", user="U1"))
+    await proc.bot.wait_processed(2)
+    [admin_reply] = slack.bot_messages("UADMIN")
+    [user_reply] = slack.bot_messages("U1")
+    assert "tuned" in admin_reply.block_text and "admin" in user_reply.block_text.lower()
+    assert slack.bot_messages("C1") == []
+
+
+async def test_when_nothing_private_works_the_reply_is_in_the_channel(
+    start_slack: StartSlack, slack: FakeSlack
+) -> None:
+    slack.fail_next("chat.postEphemeral", "unknown_method")
+    slack.fail_next("chat.postMessage", "cannot_dm_bot")  # the DM
+    proc = await start_slack()
+    await proc.send_command(slash_command("models", user="U1"))
+    await proc.bot.wait_processed(1)
+    [reply] = slack.bot_messages("C1")
+    assert reply.text.startswith("<@U1> ") and reply.block_text.startswith("<@U1>\n")
+    assert "tuned" in reply.block_text
+
+
+async def test_commands_without_trigger_id_are_not_taken_for_duplicates(
+    start_slack: StartSlack, slack: FakeSlack
+) -> None:
+    proc = await start_slack()
+    for user, key in (("U1", "first"), ("UADMIN", "second")):
+        fields = slash_command("model tuned", user=user, response_url=slack.response_url(key))
+        del fields["trigger_id"]
+        await proc.send_command(fields)
+        await slack.wait_for(lambda key=key: any(r["_key"] == key for r in slack.responses))
+    texts = {r["_key"]: r["text"] for r in slack.responses}
+    assert "admin" in texts["first"].lower() and "tuned" in texts["second"]
+
+
+async def test_another_command_name_is_acknowledged_with_a_hint(start_slack: StartSlack) -> None:
+    proc = await start_slack()
+    status, body = await proc.send_command(slash_command("help", command="/somethingelse"))
+    assert status == 200 and "/bothbot" in body
+
+
+async def test_a_button_that_is_not_ours_is_acknowledged(start_slack: StartSlack, slack: FakeSlack) -> None:
+    proc = await start_slack()
+    status, _ = await proc.send_action(block_action("someone_elses_button", "v", message_ts="1.2"))
+    assert status == 200
+    assert slack.ephemerals == []

@@ -15,12 +15,16 @@ from adapters.slack.convert import (
     classify_event,
     event_id_for,
     feedback_value,
+    malformed,
     message_from_command,
+    parse_feedback,
+    parse_slash_command,
     plain_text,
+    workspace_admin,
 )
 from adapters.slack.mrkdwn import split_all, to_mrkdwn
 from bot.messages import Citation, FinalAnswer, IncomingMessage
-from tests.fakes.slack_payloads import app_mention, event_callback, message_event, slash_command
+from tests.fakes.slack_payloads import app_mention, block_action, event_callback, message_event, slash_command
 
 BOT = BotIdentity(user_id="UBOT", bot_id="BBOT", team_id="T1")
 
@@ -164,3 +168,99 @@ def test_citations_and_buttons() -> None:
     assert context["type"] == "context" and len(context["elements"]) == 2
     assert [e["value"] for e in actions["elements"]] == ["t1", "t1"]
     assert closing_blocks(FinalAnswer(text="x", kind="command", trace_id="t2")) == []
+
+
+# --- payloads shaped differently from Slack's own (another server, a future field, a broken one) --
+
+UNKNOWN = BotIdentity(user_id="")
+
+
+def test_bare_event_without_outer_fields_uses_the_bots_own_workspace() -> None:
+    """No team_id, no authorizations, no team inside the event: the workspace is the bot's own, so
+    the channel's settings (chosen by a slash command carrying team_id) are found."""
+    event = {"type": "app_mention", "user": "U1", "text": "<@UBOT> hi", "ts": "4.1", "channel": "C1"}
+    msg = classify({"type": "event_callback", "event": event}).message
+    assert msg is not None and msg.channel_key == "slack:T1:C1"
+    assert command(slash_command("status"), is_admin=False).channel_key == msg.channel_key
+    assert classify({"type": "event_callback", "event": event}, UNKNOWN).message.workspace == "T0"  # type: ignore[union-attr]
+
+
+def test_unknown_bot_learns_its_id_from_authorizations() -> None:
+    copy = message_event("<@UBOT> hello", ts="6.1")
+    decision = classify(event_callback(copy), UNKNOWN)  # event_callback carries authorizations
+    assert decision.route == "answer" and decision.message is not None
+    assert decision.message.text == "hello"
+    own = classify(event_callback(message_event("my reply", user="UBOT", channel="D1", channel_type="im")), UNKNOWN)
+    assert own.route == "ignore"
+    reply = message_event("more", ts="6.3", thread_ts="6.2", parent_user_id="UBOT")
+    assert classify(event_callback(reply), UNKNOWN).parent_is_bot
+
+
+def test_unknown_bot_without_authorizations_strips_the_leading_mention_of_an_app_mention() -> None:
+    body = {"type": "event_callback", "team_id": "T1", "event": app_mention("what now?")}
+    decision = classify(body, UNKNOWN)
+    assert decision.route == "answer" and decision.message is not None
+    assert decision.message.text == "what now?"
+    # A plain message mentioning someone can't be told apart from a mention of the bot: ignored.
+    plain = {"type": "event_callback", "team_id": "T1", "event": message_event("<@UBOT> hi")}
+    assert classify(plain, UNKNOWN).route == "ignore"
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        "app_mention",
+        ["app_mention"],
+        {"type": 42},
+        {"type": "message"},
+        app_mention("x") | {"ts": 17.5},
+        app_mention("x") | {"user": {"id": "U1"}},
+        app_mention("x") | {"channel": None},
+        message_event("x", channel="D1", channel_type="im") | {"subtype": 7},
+    ],
+    ids=["string", "list", "type-number", "bare-message", "ts-number", "user-object", "channel-null", "subtype-number"],
+)
+def test_malformed_events_are_ignored_without_raising(event: object) -> None:
+    assert classify(dict(event_callback({}), event=event)).route == "ignore"
+
+
+def test_mention_with_null_text_is_an_empty_question() -> None:
+    msg = classify(event_callback(app_mention("x") | {"text": None})).message
+    assert msg is not None and msg.text == ""
+
+
+def test_malformed_bodies_are_named() -> None:
+    assert malformed(event_callback(app_mention("x"))) is None
+    assert malformed(slash_command("status")) is None
+    assert malformed([1, 2]) == "body is not an object"
+    assert malformed(dict(event_callback({}), event="x")) == "event_callback without an event object"
+    assert malformed(dict(event_callback({}), event={"text": "no type"})) == "event without a type"
+    assert malformed({"type": "block_actions", "user": ["U1"]}) is not None
+
+
+def test_slash_command_parsing_tolerates_missing_fields() -> None:
+    assert parse_slash_command({"text": "status"}) is None  # no user or channel: nothing to answer
+    bare = parse_slash_command({"user_id": "U1", "channel_id": "C1", "text": "status", "response_url": ""})
+    assert bare is not None and "response_url" not in bare and bare["trigger_id"] == ""
+    msg = message_from_command(bare, is_admin=False, default_team="T9")
+    assert msg.channel_key == "slack:T9:C1"
+    assert msg.event_id == ""  # no trigger_id: not de-duplicated (each invocation is new)
+
+
+def test_feedback_click_parsing() -> None:
+    body = block_action("bothbot_feedback_up", "trace-1", user="U2", message_ts="7.7", response_url="http://r/1")
+    click = parse_feedback(body)
+    assert click is not None
+    assert (click.value, click.trace_id, click.user) == ("up", "trace-1", "U2")
+    assert (click.channel, click.thread_ts) == ("C1", "7.7")
+    assert click.response_url == "http://r/1"
+    assert parse_feedback(block_action("other", "v", message_ts="1")) is None
+    assert parse_feedback({"actions": "nope", "user": "U1"}) is None
+    assert parse_feedback(dict(body, user=None)) is None
+
+
+def test_users_info_admin_flags() -> None:
+    assert workspace_admin({"ok": True, "user": {"is_admin": True}})
+    assert workspace_admin({"ok": True, "user": {"is_primary_owner": True}})
+    assert not workspace_admin({"ok": True, "user": {"is_admin": "false"}})
+    assert not workspace_admin({"ok": True, "user": None})

@@ -6,6 +6,8 @@ import json
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_payloads import app_mention, event_callback, message_event, next_ts, sign
 from tests.fakes.slack_server import FakeSlack
@@ -343,7 +345,7 @@ async def test_a_failed_stream_start_falls_back_for_that_answer_only(
     assert b.streamed and b.buttons()
 
 
-async def test_slack_failing_mid_answer_closes_the_stream_and_says_so(
+async def test_slack_failing_mid_answer_closes_the_stream_and_continues_with_edits(
     start_slack: StartSlack, slack: FakeSlack, openai_server: FakeOpenAI
 ) -> None:
     slack.fail_next("chat.appendStream", "msg_too_long")
@@ -351,6 +353,187 @@ async def test_slack_failing_mid_answer_closes_the_stream_and_says_so(
     mention = app_mention("break please")
     await proc.send_event(mention)
     await proc.bot.wait_processed(1)
-    streamed, notice = slack.bot_messages("C1", thread_ts=mention["ts"])
-    assert streamed.streamed and not streamed.stream_open
-    assert notice.text == ":warning: I couldn't finish posting this answer (Slack said: msg_too_long)."
+    streamed, rest = slack.bot_messages("C1", thread_ts=mention["ts"])
+    assert streamed.streamed and not streamed.stream_open  # closed, not left "typing"
+    assert not rest.streamed and rest.block_text == "The answer is in the docs [1]."  # nothing lost
+    assert rest.buttons()
+    # The workspace keeps native streaming: msg_too_long is about that message, not the method.
+    await proc.send_event(app_mention("again"))
+    await proc.bot.wait_processed(2)
+    assert len(slack.calls_to("chat.startStream")) == 2
+
+
+STREAM_FAILURES = [
+    ("chat.startStream", 500, "text/plain", "Internal Server Error", 2),  # 2: the client retries a 500 once
+    ("chat.startStream", 404, "text/plain", "404: Not Found", 1),
+    ("chat.startStream", 200, "text/html", "<html><body>It works!</body></html>", 1),
+    ("chat.startStream", 200, "application/json", "not json at all", 1),
+    ("chat.appendStream", 503, "text/html", "<h1>Service Unavailable</h1>", 2),
+    ("chat.appendStream", 200, "application/json", '{"ok": false, "error": "internal_error"}', 1),
+    ("chat.stopStream", 404, "text/plain", "404: Not Found", 1),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "status", "content_type", "body", "count"),
+    STREAM_FAILURES,
+    ids=[f"{m}-{s}-{c.split('/')[1]}" for m, s, c, _, _ in STREAM_FAILURES],
+)
+async def test_any_failure_of_the_streaming_methods_falls_back_to_edits(
+    start_slack: StartSlack,
+    slack: FakeSlack,
+    openai_server: FakeOpenAI,
+    method: str,
+    status: int,
+    content_type: str,
+    body: str,
+    count: int,
+) -> None:
+    """Error JSON, HTTP 4xx/5xx, HTML or broken JSON from any streaming method: the answer still
+    arrives whole (once), with its buttons, in its thread, and no stream is left open by us."""
+    openai_server.reply_text = "Whole answer."
+    slack.fail_http_next(method, status, body, content_type, count=count)
+    proc = await start_slack()
+    mention = app_mention("stream, or else")
+    await proc.send_event(mention)
+    await proc.bot.wait_processed(1)
+    parts = slack.bot_messages("C1", thread_ts=mention["ts"])
+    shown = "\n".join(p.text if p.streamed else p.block_text for p in parts)
+    assert shown.count("Whole answer.") == 1, shown
+    assert parts[-1].buttons()
+    assert not any(":warning:" in p.text for p in parts)
+
+
+async def test_events_nobody_handles_are_acknowledged_not_404(
+    start_slack: StartSlack, slack: FakeSlack, openai_server: FakeOpenAI
+) -> None:
+    """bolt answers 404 to a request no listener matches; Slack retries those, then disables the
+    subscription."""
+    proc = await start_slack()
+    for event in (
+        {"type": "reaction_added", "user": "U1", "reaction": "tada", "event_ts": next_ts()},
+        {"type": "member_joined_channel", "user": "U1", "channel": "C1", "event_ts": next_ts()},
+        {"type": "app_home_opened", "user": "U1", "tab": "home", "event_ts": next_ts()},
+    ):
+        status, _ = await proc.send_event(event)
+        assert status == 200
+    assert slack.bot_messages() == []
+
+
+async def test_malformed_signed_requests_are_acknowledged_and_the_bot_carries_on(
+    start_slack: StartSlack, slack: FakeSlack, openai_server: FakeOpenAI
+) -> None:
+    proc = await start_slack()
+    broken = '{"type": "event_callback", "event": {"type": "app_mention", '
+    assert (await proc.post(broken, "application/json"))[0] == 200
+    assert (await proc.post(broken, "application/json", secret="forged"))[0] == 401
+    assert (await proc.post("[1, 2, 3]", "application/json"))[0] == 200
+    not_an_object = dict(event_callback(app_mention("x")), event="app_mention")
+    assert (await proc.send_body(not_an_object))[0] == 200
+    assert (await proc.post(json.dumps(not_an_object), "application/json", secret="forged"))[0] == 401
+    empty = app_mention("text is null") | {"text": None}  # a mention with nothing after it
+    odd_fields = [
+        empty,
+        app_mention("ts is a number") | {"ts": 1700000000.5},
+        app_mention("user is an object") | {"user": {"id": "U1"}},
+        app_mention("channel is a list") | {"channel": ["C1"]},
+        message_event("subtype is a number", channel="D1", channel_type="im") | {"subtype": 7},
+        {"type": "message", "channel_type": "im"},  # nearly empty
+        {"type": 42},
+    ]
+    for event in odd_fields:
+        assert (await proc.send_event(event))[0] == 200
+    mention = app_mention("still there?")
+    assert (await proc.send_event(mention))[0] == 200
+    await slack.wait_for(lambda: any(m.buttons() for m in slack.bot_messages("C1", thread_ts=mention["ts"])))
+    await proc.settle()
+    [prompt] = slack.bot_messages("C1", thread_ts=empty["ts"])
+    assert "Ask me something" in prompt.block_text
+    assert {m.thread_ts for m in slack.bot_messages()} == {empty["ts"], mention["ts"]}
+    assert len(openai_server.chat_requests) == 1
+
+
+async def test_bolt_does_not_call_auth_test_again_per_request(
+    start_slack: StartSlack, slack: FakeSlack, openai_server: FakeOpenAI
+) -> None:
+    proc = await start_slack()
+    await proc.send_event(app_mention("one"))
+    await proc.bot.wait_processed(1)
+    assert len(slack.calls_to("auth.test")) == 1  # ours, at start-up
+
+
+async def test_without_auth_test_the_bot_learns_its_id_from_the_events(
+    start_slack: StartSlack, slack: FakeSlack, openai_server: FakeOpenAI
+) -> None:
+    """A server without auth.test: the bot starts anyway, recognises its mention in message events
+    through ``authorizations``, strips it from the question, and ignores its own messages."""
+    slack.fail_next("auth.test", "unknown_method")
+    proc = await start_slack()
+    assert proc.bot.identity.user_id == ""
+    mention = app_mention("who am I?")
+    copy = message_event(mention["text"], ts=mention["ts"])
+    await proc.send_event(copy)  # the message copy first: a mention, known from authorizations
+    await proc.send_event(mention)
+    await proc.send_event(message_event("my own reply", user="UBOT", channel="D1", channel_type="im"))
+    await proc.bot.wait_processed(3)
+    [answer] = slack.bot_messages("C1", thread_ts=mention["ts"])
+    assert answer.buttons()
+    assert slack.bot_messages("D1") == []
+    question = openai_server.chat_requests[-1].body["messages"][-1]["content"]
+    assert "who am I?" in question and "UBOT" not in question
+    assert len(openai_server.chat_requests) == 1
+
+
+async def test_a_40000_character_message_gets_the_polite_refusal_in_its_thread(
+    start_slack: StartSlack, slack: FakeSlack, openai_server: FakeOpenAI
+) -> None:
+    proc = await start_slack()
+    mention = app_mention("y" * 40_000)
+    await proc.send_event(mention)
+    await proc.bot.wait_processed(1)
+    [refusal] = slack.bot_messages("C1", thread_ts=mention["ts"])
+    assert "40,000 characters" in refusal.text and "12,000" in refusal.text
+    assert openai_server.chat_requests == []
+
+
+async def test_without_chat_update_answers_are_posted_once_when_complete(
+    start_slack: StartSlack, slack: FakeSlack, openai_server: FakeOpenAI
+) -> None:
+    """An API without chat.update (nor streaming): the first answer learns it (its placeholder
+    stays, the answer follows in full); every later answer is one message, posted when complete."""
+    slack.streaming = False
+    slack.fail_next("chat.update", "unknown_method", count=50)
+    openai_server.reply_text = "Complete answer."
+    openai_server.chunks_per_reply = 8
+    proc = await start_slack()
+    first, second = app_mention("one"), app_mention("two")
+    await proc.send_event(first)
+    await proc.bot.wait_processed(1)
+    *_, answer = slack.bot_messages("C1", thread_ts=first["ts"])
+    assert answer.block_text == "Complete answer." and answer.buttons()
+    updates = len(slack.calls_to("chat.update"))
+    await proc.send_event(second)
+    await proc.bot.wait_processed(2)
+    [only] = slack.bot_messages("C1", thread_ts=second["ts"])
+    assert only.block_text == "Complete answer." and only.buttons()
+    assert len(slack.calls_to("chat.update")) == updates  # not tried again
+
+
+async def test_a_post_message_without_ts_means_answers_are_posted_once(
+    start_slack: StartSlack, slack: FakeSlack, openai_server: FakeOpenAI
+) -> None:
+    """A server whose chat.postMessage answers just {"ok": true}: nothing can be edited, so after
+    the first answer each answer is a single message."""
+    slack.streaming = False
+    slack.fail_http_next("chat.postMessage", 200, '{"ok": true}', "application/json", count=1)
+    proc = await start_slack()
+    first, second = app_mention("one"), app_mention("two")
+    await proc.send_event(first)
+    await proc.bot.wait_processed(1)
+    [answer] = slack.bot_messages("C1", thread_ts=first["ts"])  # the placeholder went unrecorded
+    assert answer.buttons() and not slack.calls_to("chat.update")
+    await proc.send_event(second)
+    await proc.bot.wait_processed(2)
+    [only] = slack.bot_messages("C1", thread_ts=second["ts"])
+    assert only.buttons() and only.edits == 0
+    assert len(slack.calls_to("chat.postMessage")) == 3  # placeholder (no ts), answer, answer

@@ -57,6 +57,16 @@ async def test_rejected_bot_token_is_a_clear_error(
         await run_slack(settings)
 
 
+async def test_unreachable_api_url_is_a_clear_error(make_settings: Callable[..., Settings]) -> None:
+    port = _free_port()  # nothing listens there
+    settings = make_settings(
+        slack_bot_token=BOT_TOKEN, slack_signing_secret="s", slack_api_url=f"http://127.0.0.1:{port}/api/", port=0
+    )
+    with pytest.raises(ConfigError, match="SLACK_API_URL") as caught:
+        await run_slack(settings)
+    assert BOT_TOKEN not in str(caught.value)
+
+
 async def test_run_slack_in_socket_mode_until_stopped(
     slack_settings: Callable[..., Settings], slack: FakeSlack, openai_server: FakeOpenAI
 ) -> None:

@@ -76,3 +76,27 @@ async def test_slash_command_and_button_over_socket_mode(
     await slack.wait_ack(click)
     await slack.wait_for(lambda: slack.ephemerals)
     assert "👍" in slack.ephemerals[0].text
+
+
+async def test_envelopes_nobody_handles_are_acked(socket_bot: SlackProcess, slack: FakeSlack) -> None:
+    """Unacked envelopes are redelivered by Slack; bolt leaves one unacked when no listener matches."""
+    reaction = {"type": "reaction_added", "user": "U1", "reaction": "tada", "event_ts": "1.1"}
+    envelopes = [
+        await slack.send_envelope("events_api", event_callback(reaction)),
+        await slack.send_envelope("interactive", block_action("not_ours", "v", message_ts="1.2")),
+    ]
+    for envelope in envelopes:
+        await slack.wait_ack(envelope)
+
+
+async def test_malformed_envelopes_are_acked_and_the_bot_carries_on(
+    socket_bot: SlackProcess, slack: FakeSlack, openai_server: FakeOpenAI
+) -> None:
+    broken = dict(event_callback(app_mention("x")), event="app_mention")
+    envelope = await slack.send_envelope("events_api", broken)
+    await slack.wait_ack(envelope)
+    mention = app_mention("still answering?")
+    await slack.send_envelope("events_api", event_callback(mention))
+    await socket_bot.bot.wait_processed(1)
+    [answer] = slack.bot_messages("C1", thread_ts=mention["ts"])
+    assert answer.buttons()
