@@ -155,7 +155,7 @@ class Settings(BaseSettings):
     trace_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=60)
     dedup_ttl_seconds: int = Field(default=3600, ge=10, description="How long an event id is remembered.")
     max_question_chars: int = Field(default=12_000, ge=100, description="Longer messages are refused, politely.")
-    rate_limit_user: int = Field(default=20, ge=0, description="Questions per user per window (0 = off).")
+    rate_limit_user: int = Field(default=30, ge=0, description="Questions per user per window (0 = off).")
     rate_limit_channel: int = Field(default=120, ge=0, description="Questions per channel per window (0 = off).")
     rate_limit_window_seconds: int = Field(default=60, ge=1)
     audit_max_entries: int = Field(default=10_000, ge=10, description="Audit stream is trimmed to about this.")
