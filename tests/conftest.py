@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
+from bot.cli import main as cli_main
 from bot.settings import Settings, load_settings
 from tests.fakes.openai_server import FakeOpenAI
 
@@ -75,3 +76,28 @@ def make_settings(
 async def openai_server() -> AsyncIterator[FakeOpenAI]:
     async with FakeOpenAI() as fake:
         yield fake
+
+
+IngestDocs = Callable[[Mapping[str, str]], Path]
+
+
+@pytest.fixture
+def ingest_docs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> IngestDocs:
+    """Write Markdown files and ingest them with ``bothbot ingest``, as an operator would.
+
+    Returns the data directory holding the embedded knowledge base. Use from a synchronous
+    fixture: the command runs its own event loop.
+    """
+
+    def ingest(docs: Mapping[str, str]) -> Path:
+        folder = tmp_path / "docs"
+        folder.mkdir(exist_ok=True)
+        for name, text in docs.items():
+            (folder / name).write_text(text, encoding="utf-8")
+        data = tmp_path / "data"
+        with monkeypatch.context() as env:
+            env.setenv("BOTHBOT_DATA_DIR", str(data))
+            assert cli_main(["ingest", str(folder)]) == 0
+        return data
+
+    return ingest

@@ -14,8 +14,7 @@ import pytest
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
-from bot.cli import main as cli_main
-from tests.conftest import TEST_REDIS_URL
+from tests.conftest import TEST_REDIS_URL, IngestDocs
 from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_payloads import SIGNING_SECRET, app_mention, event_callback, sign
@@ -33,13 +32,8 @@ async def discord_fake(monkeypatch: pytest.MonkeyPatch) -> FakeDiscord:
 
 
 @pytest.fixture
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    (docs / "laptops.md").write_text("# Laptops\n\nTo request a laptop, open a ticket in the IT portal.\n")
-    monkeypatch.setenv("BOTHBOT_DATA_DIR", str(tmp_path / "data"))
-    assert cli_main(["ingest", str(docs)]) == 0
-    return tmp_path / "data"
+def data_dir(ingest_docs: IngestDocs) -> Path:
+    return ingest_docs({"laptops.md": "# Laptops\n\nTo request a laptop, open a ticket in the IT portal.\n"})
 
 
 async def test_one_process_serves_slack_and_discord_from_one_knowledge_base(

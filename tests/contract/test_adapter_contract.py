@@ -10,9 +10,9 @@ import pytest
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
-from bot.cli import main as cli_main
 from bot.runtime import Runtime
 from bot.settings import Settings
+from tests.conftest import IngestDocs
 from tests.contract.drivers import ConsoleDriver, DiscordDriver, Driver, SlackDriver
 from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.openai_server import FakeOpenAI
@@ -23,17 +23,13 @@ BASE, TUNED = "base-model", "ft:base-model:acme:support:abc123"
 
 
 @pytest.fixture
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    (docs / "laptops.md").write_text(
-        "# Laptops\n\nTo request a laptop, open a ticket in the IT portal under Hardware.\n"
+def data_dir(ingest_docs: IngestDocs) -> Path:
+    return ingest_docs(
+        {
+            "laptops.md": "# Laptops\n\nTo request a laptop, open a ticket in the IT portal under Hardware.\n",
+            "holidays.md": "# Holidays\n\nEvery employee has 28 days of paid holiday a year.\n",
+        }
     )
-    (docs / "holidays.md").write_text("# Holidays\n\nEvery employee has 28 days of paid holiday a year.\n")
-    monkeypatch.setenv("BOTHBOT_DATA_DIR", str(tmp_path / "data"))
-    assert cli_main(["ingest", str(docs)]) == 0
-    monkeypatch.delenv("BOTHBOT_DATA_DIR")
-    return tmp_path / "data"
 
 
 @pytest.fixture(params=["console", "slack", "discord"])

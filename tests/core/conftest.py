@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from bot.cli import main
 from bot.runtime import Runtime
 from bot.settings import Settings
+from tests.conftest import IngestDocs
 from tests.fakes.openai_server import FakeOpenAI
 
 DOCS = {
@@ -28,22 +28,9 @@ StartRuntime = Callable[..., Any]
 
 
 @pytest.fixture
-def docs_dir(tmp_path: Path) -> Path:
-    folder = tmp_path / "docs"
-    folder.mkdir()
-    for name, text in DOCS.items():
-        (folder / name).write_text(text, encoding="utf-8")
-    return folder
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path, docs_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def data_dir(ingest_docs: IngestDocs) -> Path:
     """The docs ingested with ``bothbot ingest`` into an embedded knowledge base."""
-    data = tmp_path / "data"
-    monkeypatch.setenv("BOTHBOT_DATA_DIR", str(data))
-    assert main(["ingest", str(docs_dir)]) == 0
-    monkeypatch.delenv("BOTHBOT_DATA_DIR")
-    return data
+    return ingest_docs(DOCS)
 
 
 @pytest.fixture

@@ -14,9 +14,9 @@ import pytest
 
 from adapters.slack.app import SlackBot, build_slack_bot
 from adapters.slack.server import EVENTS_PATH, HttpService, start_http
-from bot.cli import main as cli_main
 from bot.runtime import Runtime
 from bot.settings import Settings
+from tests.conftest import IngestDocs
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_payloads import (
     SIGNING_SECRET,
@@ -38,17 +38,9 @@ DOCS = {
 
 
 @pytest.fixture
-def knowledge_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def knowledge_dir(ingest_docs: IngestDocs) -> Path:
     """A data dir with a small knowledge base, ingested with ``bothbot ingest`` as an operator would."""
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    for name, text in DOCS.items():
-        (docs / name).write_text(text, encoding="utf-8")
-    data = tmp_path / "kb-data"
-    monkeypatch.setenv("BOTHBOT_DATA_DIR", str(data))
-    assert cli_main(["ingest", str(docs)]) == 0
-    monkeypatch.delenv("BOTHBOT_DATA_DIR")
-    return data
+    return ingest_docs(DOCS)
 
 
 @pytest.fixture
