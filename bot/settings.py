@@ -119,7 +119,11 @@ class Settings(BaseSettings):
     )
 
     # --- where things live ---
-    config_file: str | None = Field(default=None, description="Path of the bothbot.toml that was read.")
+    config_file: str | None = Field(
+        default=None,
+        validation_alias=_env("BOTHBOT_CONFIG", "config_file"),
+        description="Path of bothbot.toml (default: ./bothbot.toml if present).",
+    )
     data_dir: Path = Field(default=Path(".bothbot"), description="Embedded knowledge base and local state.")
     redis_url: str | None = Field(
         default=None,
@@ -130,10 +134,14 @@ class Settings(BaseSettings):
     qdrant_url: str | None = Field(
         default=None, validation_alias=_env("QDRANT_URL"), description="Qdrant server; unset = embedded engine."
     )
-    qdrant_api_key: SecretStr | None = Field(default=None, validation_alias=_env("QDRANT_API_KEY"))
+    qdrant_api_key: SecretStr | None = Field(
+        default=None, validation_alias=_env("QDRANT_API_KEY"), description="API key of the Qdrant server."
+    )
 
     # --- models ---
-    openai_api_key: SecretStr | None = Field(default=None, validation_alias=_env("OPENAI_API_KEY"))
+    openai_api_key: SecretStr | None = Field(
+        default=None, validation_alias=_env("OPENAI_API_KEY"), description="Default key of every profile."
+    )
     openai_base_url: str | None = Field(
         default=None, validation_alias=_env("OPENAI_BASE_URL"), description="Any OpenAI-compatible endpoint."
     )
@@ -141,8 +149,10 @@ class Settings(BaseSettings):
         default="gpt-4o-mini", description="Model of the implicit profile used when bothbot.toml has none."
     )
     default_profile: str | None = Field(default=None, description="Profile of channels nobody has switched.")
-    profiles: dict[str, ModelProfile] = Field(default_factory=dict)
-    channels: dict[str, ChannelDefaults] = Field(default_factory=dict)
+    profiles: dict[str, ModelProfile] = Field(default_factory=dict, description="Model profiles ([profiles.NAME]).")
+    channels: dict[str, ChannelDefaults] = Field(
+        default_factory=dict, description="Per-channel defaults ([channels.\"platform:workspace:channel\"])."
+    )
     model_timeout_seconds: float = Field(default=30.0, gt=0, le=600, description="Per model request.")
     model_max_retries: int = Field(default=2, ge=0, le=10, description="Retries on 429/5xx/timeouts.")
 
@@ -151,25 +161,31 @@ class Settings(BaseSettings):
     default_kbs: tuple[str, ...] = Field(default=("default",), description="Knowledge bases a channel searches.")
     history_max_turns: int = Field(default=10, ge=0, le=200, description="Turns of history kept per thread.")
     history_token_budget: int = Field(default=3000, ge=0, description="History tokens sent to the model.")
-    history_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
-    trace_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=60)
+    history_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60, description="A thread idle this long is forgotten.")
+    trace_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=60, description="How long answer traces are kept.")
     dedup_ttl_seconds: int = Field(default=3600, ge=10, description="How long an event id is remembered.")
     max_question_chars: int = Field(default=12_000, ge=100, description="Longer messages are refused, politely.")
     rate_limit_user: int = Field(default=30, ge=0, description="Questions per user per window (0 = off).")
     rate_limit_channel: int = Field(default=120, ge=0, description="Questions per channel per window (0 = off).")
-    rate_limit_window_seconds: int = Field(default=60, ge=1)
+    rate_limit_window_seconds: int = Field(default=60, ge=1, description="Length of a rate-limit window.")
     audit_max_entries: int = Field(default=10_000, ge=10, description="Audit stream is trimmed to about this.")
-    log_level: str = Field(default="INFO")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level (stderr).")
 
-    retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
+    retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig, description="Retrieval tuning ([retrieval]).")
 
     # --- slack ---
-    slack_bot_token: SecretStr | None = Field(default=None, validation_alias=_env("SLACK_BOT_TOKEN"))
+    slack_bot_token: SecretStr | None = Field(
+        default=None, validation_alias=_env("SLACK_BOT_TOKEN"), description="xoxb-… bot token."
+    )
     slack_app_token: SecretStr | None = Field(
         default=None, validation_alias=_env("SLACK_APP_TOKEN"), description="xapp-… enables Socket Mode."
     )
-    slack_signing_secret: SecretStr | None = Field(default=None, validation_alias=_env("SLACK_SIGNING_SECRET"))
-    slack_api_url: str = Field(default="https://slack.com/api/", validation_alias=_env("SLACK_API_URL"))
+    slack_signing_secret: SecretStr | None = Field(
+        default=None, validation_alias=_env("SLACK_SIGNING_SECRET"), description="HTTP mode: verifies requests."
+    )
+    slack_api_url: str = Field(
+        default="https://slack.com/api/", validation_alias=_env("SLACK_API_URL"), description="Slack Web API base URL."
+    )
     port: int = Field(default=3000, ge=0, le=65535, validation_alias=_env("PORT"), description="HTTP mode port.")
     slack_command: str = Field(default="/bothbot", description="Slash command name.")
     slack_admins: Annotated[tuple[str, ...], NoDecode] = Field(
@@ -203,8 +219,14 @@ class Settings(BaseSettings):
     # --- end slack ---
 
     # --- discord ---
-    discord_token: SecretStr | None = Field(default=None, validation_alias=_env("DISCORD_TOKEN"))
-    discord_api_url: str = Field(default="https://discord.com/api/v10", validation_alias=_env("DISCORD_API_URL"))
+    discord_token: SecretStr | None = Field(
+        default=None, validation_alias=_env("DISCORD_TOKEN"), description="Bot token."
+    )
+    discord_api_url: str = Field(
+        default="https://discord.com/api/v10",
+        validation_alias=_env("DISCORD_API_URL"),
+        description="Discord REST API base URL.",
+    )
     discord_gateway_url: str | None = Field(
         default=None,
         validation_alias=_env("DISCORD_GATEWAY_URL"),
@@ -263,6 +285,11 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         init_kwargs: dict[str, Any] = getattr(init_settings, "init_kwargs", {})
         return (init_settings, env_settings, dotenv_settings, _TomlSource(settings_cls, init_kwargs))
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     @field_validator("redis_url")
     @classmethod

@@ -13,8 +13,6 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from pathlib import Path
 
-from qdrant_client import AsyncQdrantClient
-
 from retrieval.api import PUBLIC_SCOPE, SearchResult, SearchScope
 from retrieval.config import RetrievalConfig, RetrievalEnvironment
 from retrieval.documents import Document, LoadFailure
@@ -26,7 +24,6 @@ from retrieval.search import Searcher, SearchMode
 from retrieval.sparse import Bm25Encoder
 from retrieval.store.edge import EdgeStore
 from retrieval.store.protocol import VectorStore
-from retrieval.store.server import ServerStore
 
 EDGE_DIRNAME = "qdrant"
 _LOCK_POLL = 0.25
@@ -126,19 +123,7 @@ async def open_knowledge_base(
     dense_size = env.config.embedding_dimensions if embedder is not None else None
     try:
         if env.qdrant_url:
-            if env.qdrant_url == ":memory:":
-                client = AsyncQdrantClient(location=":memory:")
-            else:
-                # no version check: it runs a blocking request in a thread and only warns
-                client = AsyncQdrantClient(url=env.qdrant_url, api_key=env.qdrant_api_key, check_compatibility=False)
-            try:
-                store: VectorStore = await ServerStore.open(client, dense_size)
-            except Exception as exc:  # connection and HTTP errors of qdrant-client, told in one sentence
-                await client.close()
-                raise RetrievalError(
-                    f"Cannot use the Qdrant server at QDRANT_URL={env.qdrant_url}: {exc}. Check that it is "
-                    "running and reachable (and QDRANT_API_KEY), or unset QDRANT_URL to use the embedded store."
-                ) from exc
+            store: VectorStore = await _open_server(env.qdrant_url, env.qdrant_api_key, dense_size)
             location = f"Qdrant at {env.qdrant_url}"
         else:
             path = env.data_dir / EDGE_DIRNAME
@@ -149,6 +134,27 @@ async def open_knowledge_base(
             await embedder.aclose()
         raise
     return RetrievalService(store, env.config, embedder, location)
+
+
+async def _open_server(url: str, api_key: str | None, dense_size: int | None) -> VectorStore:
+    # Imported here: qdrant-client takes about a second to import, and the embedded default never needs it.
+    from qdrant_client import AsyncQdrantClient
+
+    from retrieval.store.server import ServerStore
+
+    if url == ":memory:":
+        client = AsyncQdrantClient(location=":memory:")
+    else:
+        # no version check: it runs a blocking request in a thread and only warns
+        client = AsyncQdrantClient(url=url, api_key=api_key, check_compatibility=False)
+    try:
+        return await ServerStore.open(client, dense_size)
+    except Exception as exc:  # connection and HTTP errors of qdrant-client, told in one sentence
+        await client.close()
+        raise RetrievalError(
+            f"Cannot use the Qdrant server at QDRANT_URL={url}: {exc}. Check that it is "
+            "running and reachable (and QDRANT_API_KEY), or unset QDRANT_URL to use the embedded store."
+        ) from exc
 
 
 async def _open_edge(
