@@ -2,7 +2,8 @@
 
     /tmp/venv/bin/python bench/bench_ingest.py [--chunks 100000] [--words 120]
 
-Synthetic documents (Zipf-distributed vocabulary, one chunk each) go through the full path:
+Synthetic documents (Zipf-distributed vocabulary whose 33 most frequent words are the English stop
+words, one chunk each) go through the full path:
 chunking, BM25 analysis, payload + id hashing, upserts, and the index optimisation at the end.
 A second run over the same documents measures the "nothing changed" path.
 """
@@ -20,11 +21,14 @@ from pathlib import Path
 from retrieval.config import RetrievalConfig, RetrievalEnvironment
 from retrieval.documents import Document
 from retrieval.factory import open_knowledge_base
+from retrieval.stopwords import STOP_WORDS
 
 
 def synthetic_corpus(n: int, words: int, seed: int = 7) -> list[Document]:
     rng = random.Random(seed)
-    vocab = [f"w{i}" for i in range(50_000)]
+    # Zipf-distributed words; as in real text, the most frequent ranks are stop words
+    stop = sorted(STOP_WORDS["english"])
+    vocab = stop + [f"w{i}" for i in range(50_000 - len(stop))]
     cum: list[float] = []
     total = 0.0
     for i in range(len(vocab)):

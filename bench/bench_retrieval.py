@@ -36,7 +36,7 @@ from retrieval.api import SearchScope
 from retrieval.config import RetrievalConfig, RetrievalEnvironment
 from retrieval.factory import open_knowledge_base
 from retrieval.prepare import PrepareSettings, prepare_batch
-from retrieval.sparse import Bm25Encoder, SparseVec
+from retrieval.sparse import Bm25Encoder
 from retrieval.store.edge import EdgeStore, _scope_filter
 from retrieval.store.protocol import DENSE_NAME, SPARSE_NAME, StoredPoint, VectorStore
 from retrieval.store.server import ServerStore
@@ -91,6 +91,7 @@ async def fill(store: VectorStore, n: int, vectors: Vectors | None, seed: int = 
     rng = random.Random(seed)
     docs = synthetic_corpus(n, 120)
     settings = PrepareSettings("english", True, True, 1.2, 0.75, 256, 32, "-")
+    encoder = settings.encoder()
     sample = np.zeros((0, 1), dtype=np.float32)
     if vectors is not None:
         await store.ensure_dense(vectors.dim)
@@ -102,7 +103,7 @@ async def fill(store: VectorStore, n: int, vectors: Vectors | None, seed: int = 
         points = [
             StoredPoint(
                 d.ids[0],
-                d.vectors[0] if d.vectors else SparseVec([], []),
+                d.sparse_vectors(encoder, 150.0)[0],
                 d.payloads[0],
                 [float(x) for x in dense[j]] if dense is not None else None,
             )
@@ -122,6 +123,9 @@ async def edge_phase(args: argparse.Namespace, tmp: Path) -> None:
     queries, sample = await fill(store, args.chunks, vectors)
     print(f"  built + optimised in {time.perf_counter() - started:.1f} s; max RSS {rss_mb():,.0f} MB")
     encoder = Bm25Encoder()
+    cfg = RetrievalConfig()
+    pl, ef = cfg.prefetch_limit, max(cfg.hnsw_ef, cfg.prefetch_limit)
+    print(f"  prefetch {pl} per vector, hnsw_ef {ef}, int8 scalar quantization (the defaults)")
     rng = random.Random(5)
     engine: list[float] = []
     engine_sparse: list[float] = []
@@ -140,8 +144,8 @@ async def edge_phase(args: argparse.Namespace, tmp: Path) -> None:
                 qe.QueryRequest(
                     limit=5,
                     prefetches=[
-                        qe.Prefetch(limit=50, query=sq, filter=flt),
-                        qe.Prefetch(limit=50, query=dq, filter=flt),
+                        qe.Prefetch(limit=pl, query=sq, filter=flt),
+                        qe.Prefetch(limit=pl, query=dq, filter=flt, params=qe.SearchParams(hnsw_ef=ef)),
                     ],
                     query=qe.Fusion.Dbsf(),  # type: ignore[arg-type]
                     with_payload=True,
@@ -158,7 +162,14 @@ async def edge_phase(args: argparse.Namespace, tmp: Path) -> None:
         engine_sparse.append((time.perf_counter() - t) * 1000)
         t = time.perf_counter()
         await store.search(
-            sparse=sparse, dense=dense, kbs=["bench"], channel=channel, limit=5, prefetch_limit=50, fusion="dbsf"
+            sparse=sparse,
+            dense=dense,
+            kbs=["bench"],
+            channel=channel,
+            limit=5,
+            prefetch_limit=pl,
+            fusion="dbsf",
+            hnsw_ef=ef,
         )
         via_api.append((time.perf_counter() - t) * 1000)
     report("engine: hybrid DBSF + filter + payload", engine[10:])
@@ -232,8 +243,9 @@ async def local_phase(args: argparse.Namespace) -> None:
             kbs=["bench"],
             channel=rng.choice(CHANNELS),
             limit=5,
-            prefetch_limit=50,
+            prefetch_limit=20,
             fusion="dbsf",
+            hnsw_ef=40,
         )
         times.append((time.perf_counter() - t) * 1000)
     report("store.search (local mode)", times[2:])

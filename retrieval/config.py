@@ -73,7 +73,15 @@ class RetrievalConfig(BaseModel):
     fusion: Literal["dbsf", "rrf"] = Field(
         default="dbsf", description="How sparse and dense results are fused when both exist."
     )
-    prefetch_limit: int = Field(default=50, ge=1, le=1000, description="Candidates per vector before fusion.")
+    prefetch_limit: int = Field(
+        default=20, ge=1, le=1000, description="Candidates per vector (sparse, dense) before fusion."
+    )
+    hnsw_ef: int = Field(
+        default=40,
+        ge=4,
+        le=4096,
+        description="Dense search breadth (HNSW ef; at least the candidate count). Higher: better recall, slower.",
+    )
     min_term_coverage: float = Field(
         default=0.5,
         ge=0.0,

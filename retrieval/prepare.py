@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from array import array
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,21 +36,40 @@ class PrepareSettings:
 
 @dataclass(slots=True)
 class PreparedDoc:
-    """One new or changed document, chunked and analysed."""
+    """One new or changed document, chunked and analysed.
+
+    It travels from a worker process back to the writing process, the busier of the two, so it
+    pickles compactly: BM25 weights as packed arrays (uint32 term ids, float32 values — what Qdrant
+    stores anyway) rather than lists of Python numbers, and the object as a plain constructor call
+    rather than a slotted dataclass' state.
+    """
 
     source: str
     doc_hash: str
     ids: list[str] = field(default_factory=list)
     payloads: list[dict[str, Any]] = field(default_factory=list)
     embed_texts: list[str] = field(default_factory=list)
-    terms: list[tuple[dict[int, int], int]] = field(default_factory=list)
-    vectors: list[SparseVec] | None = None  # set when the average length was known
+    terms: list[tuple[dict[int, int], int]] = field(default_factory=list)  # while the average length is unknown
+    weights: list[tuple[array[int], array[float]]] | None = None  # set when the average length was known
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        fields = (self.source, self.doc_hash, self.ids, self.payloads, self.embed_texts, self.terms, self.weights)
+        return (PreparedDoc, fields)
+
+    def sparse_vectors(self, encoder: Bm25Encoder, avg_len: float) -> list[SparseVec]:
+        """One BM25 vector per chunk: the prepared weights, or weighed here with ``avg_len``."""
+        if self.weights is not None:
+            return [SparseVec(ids, values) for ids, values in self.weights]
+        return [encoder.weights(counts, length, avg_len) for counts, length in self.terms]
 
 
 @dataclass(slots=True)
 class PreparedBatch:
     docs: list[PreparedDoc]
     unchanged_chunks: int = 0
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (PreparedBatch, (self.docs, self.unchanged_chunks))
 
 
 _ENCODERS: dict[PrepareSettings, Bm25Encoder] = {}
@@ -154,7 +174,8 @@ def prepare_batch(
             prepared.embed_texts.append(embed_text if settings.dense != "-" else "")
             prepared.terms.append((counts, length))
         if avg_len is not None:
-            prepared.vectors = [encoder.weights(c, n, avg_len) for c, n in prepared.terms]
+            vectors = [encoder.weights(c, n, avg_len) for c, n in prepared.terms]
+            prepared.weights = [(array("I", v.indices), array("f", v.values)) for v in vectors]
             prepared.terms = []
         batch.docs.append(prepared)
     return batch

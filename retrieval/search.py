@@ -56,6 +56,7 @@ class Searcher:
             limit=limit,
             prefetch_limit=max(self.config.prefetch_limit, limit),
             fusion=self.config.fusion,
+            hnsw_ef=max(self.config.hnsw_ef, self.config.prefetch_limit, limit),
         )
         passages = tuple(_passage(h.id, h.score, h.payload) for h in hits.hits)
         return SearchResult(passages, no_good_match=self._no_good_match(query, hits))

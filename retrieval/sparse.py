@@ -15,6 +15,7 @@ import re
 import unicodedata
 import zlib
 from collections import _count_elements  # type: ignore[attr-defined]  # C counter loop
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import snowballstemmer
@@ -32,8 +33,9 @@ _CACHE_LIMIT = 500_000
 
 @dataclass(frozen=True, slots=True)
 class SparseVec:
-    indices: list[int]
-    values: list[float]
+    # lists, or packed arrays (uint32 / float32) when they came from an ingest worker process
+    indices: Sequence[int]
+    values: Sequence[float]
 
     def __len__(self) -> int:
         return len(self.indices)

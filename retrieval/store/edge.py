@@ -63,6 +63,11 @@ def _open_shard(path: Path, dense_size: int | None) -> qe.EdgeShard:
     return shard
 
 
+def _sparse(vec: SparseVec) -> qe.SparseVector:
+    # qdrant-edge reads any sequence, packed arrays from ingest workers included (its stub says list)
+    return qe.SparseVector(cast(list[int], vec.indices), cast(list[float], vec.values))
+
+
 def _scope_filter(kbs: Sequence[str], channel: str | None) -> qe.Filter:
     return qe.Filter(
         must=[
@@ -127,9 +132,9 @@ class EdgeStore:
         edge_points = [
             qe.Point(
                 p.id,
-                {SPARSE_NAME: qe.SparseVector(p.sparse.indices, p.sparse.values), DENSE_NAME: p.dense}
+                {SPARSE_NAME: _sparse(p.sparse), DENSE_NAME: p.dense}
                 if p.dense is not None
-                else {SPARSE_NAME: qe.SparseVector(p.sparse.indices, p.sparse.values)},
+                else {SPARSE_NAME: _sparse(p.sparse)},
                 p.payload if isinstance(p.payload, dict) else dict(p.payload),
             )
             for p in points
@@ -175,6 +180,7 @@ class EdgeStore:
         limit: int,
         prefetch_limit: int,
         fusion: Fusion,
+        hnsw_ef: int | None = None,
     ) -> SearchHits:
         if not kbs or (not sparse and dense is None):
             return SearchHits([])
@@ -183,22 +189,23 @@ class EdgeStore:
             if not sparse:
                 return SearchHits([])
         flt = _scope_filter(kbs, channel)
-        sparse_q = (
-            qe.Query.Nearest(qe.SparseVector(sparse.indices, sparse.values), using=SPARSE_NAME) if sparse else None
-        )
+        sparse_q = qe.Query.Nearest(_sparse(sparse), using=SPARSE_NAME) if sparse else None
         dense_q = qe.Query.Nearest(dense, using=DENSE_NAME) if dense is not None else None
+        params = qe.SearchParams(hnsw_ef=hnsw_ef) if hnsw_ef else None
         if sparse_q is not None and dense_q is not None:
             fuse = cast(qe.Fusion, qe.Fusion.Dbsf() if fusion == "dbsf" else qe.Fusion.Rrf(k=RRF_K))
             prefetches = [
                 qe.Prefetch(limit=prefetch_limit, query=sparse_q, filter=flt),
-                qe.Prefetch(limit=prefetch_limit, query=dense_q, filter=flt),
+                qe.Prefetch(limit=prefetch_limit, query=dense_q, filter=flt, params=params),
             ]
             request = qe.QueryRequest(
                 limit=limit, prefetches=prefetches, query=fuse, with_payload=True, with_vector=[DENSE_NAME]
             )
         else:
             query = sparse_q if sparse_q is not None else dense_q
-            request = qe.QueryRequest(limit=limit, query=query, filter=flt, with_payload=True)
+            request = qe.QueryRequest(
+                limit=limit, query=query, filter=flt, with_payload=True, params=params if dense_q is not None else None
+            )
         points = await self._run(self._shard.query, request)
         hits = [Hit(str(p.id), p.score, p.payload or {}) for p in points]
         if dense is None or not points:

@@ -152,6 +152,7 @@ class VectorStore(Protocol):
         limit: int,
         prefetch_limit: int,
         fusion: Fusion,
+        hnsw_ef: int | None = None,
     ) -> SearchHits:
         """Best chunks in the given knowledge bases visible from ``channel`` (scope rule above)."""
         ...

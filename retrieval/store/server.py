@@ -53,6 +53,9 @@ class ServerStore:
         self._client = client
         self.collection = collection
         self._meta = meta
+        options = getattr(client, "init_options", {}) or {}
+        # local mode searches exactly and warns about HNSW parameters: send none there
+        self._hnsw_params = not (options.get("location") == ":memory:" or options.get("path"))
 
     @classmethod
     async def open(
@@ -171,13 +174,15 @@ class ServerStore:
         limit: int,
         prefetch_limit: int,
         fusion: Fusion,
+        hnsw_ef: int | None = None,
     ) -> SearchHits:
         if dense is not None and self._meta.dense_size is None:
             dense = None
         if not kbs or (not sparse and dense is None):
             return SearchHits([])
         flt = _scope_filter(kbs, channel)
-        sparse_q = models.SparseVector(indices=sparse.indices, values=sparse.values) if sparse else None
+        sparse_q = models.SparseVector(indices=list(sparse.indices), values=list(sparse.values)) if sparse else None
+        params = models.SearchParams(hnsw_ef=hnsw_ef) if hnsw_ef and self._hnsw_params else None
         if sparse_q is not None and dense is not None:
             fuse: models.FusionQuery | models.RrfQuery = (
                 models.FusionQuery(fusion=models.Fusion.DBSF)
@@ -188,7 +193,7 @@ class ServerStore:
                 self.collection,
                 prefetch=[
                     models.Prefetch(query=sparse_q, using=SPARSE_NAME, filter=flt, limit=prefetch_limit),
-                    models.Prefetch(query=dense, using=DENSE_NAME, filter=flt, limit=prefetch_limit),
+                    models.Prefetch(query=dense, using=DENSE_NAME, filter=flt, limit=prefetch_limit, params=params),
                 ],
                 query=fuse,
                 limit=limit,
@@ -201,6 +206,7 @@ class ServerStore:
                 query=sparse_q if sparse_q is not None else dense,
                 using=SPARSE_NAME if sparse_q is not None else DENSE_NAME,
                 query_filter=flt,
+                search_params=params if sparse_q is None else None,
                 limit=limit,
                 with_payload=True,
             )
@@ -233,7 +239,9 @@ class ServerStore:
 
 
 def _vectors(p: StoredPoint) -> dict[str, Any]:
-    vectors: dict[str, Any] = {SPARSE_NAME: models.SparseVector(indices=p.sparse.indices, values=p.sparse.values)}
+    vectors: dict[str, Any] = {
+        SPARSE_NAME: models.SparseVector(indices=list(p.sparse.indices), values=list(p.sparse.values))
+    }
     if p.dense is not None:
         vectors[DENSE_NAME] = p.dense
     return vectors
