@@ -1,6 +1,6 @@
 """Ingest throughput, sparse only, embedded store (qdrant-edge): prints numbers, asserts nothing.
 
-    /tmp/venv/bin/python bench/bench_ingest.py [--chunks 100000] [--words 120]
+    python bench/bench_ingest.py [--chunks 100000] [--words 120]
 
 Synthetic documents (Zipf-distributed vocabulary whose 33 most frequent words are the English stop
 words, one chunk each) go through the full path:

@@ -1,6 +1,6 @@
 """Query latency of the retrieval engine: prints numbers, asserts nothing.
 
-    /tmp/venv/bin/python bench/bench_retrieval.py [--chunks 100000] [--dim 384] [--queries 2000]
+    python bench/bench_retrieval.py [--chunks 100000] [--dim 384] [--queries 2000]
 
 1. Embedded store (qdrant-edge) with N chunks, sparse BM25 + dense (no model: synthetic unit
    vectors of --dim drawn around 1,000 cluster centres, as real embeddings cluster; a query is a

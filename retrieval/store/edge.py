@@ -24,11 +24,10 @@ from retrieval.store.protocol import (
     SPARSE_NAME,
     ChunkState,
     Fusion,
-    Hit,
     SearchHits,
     StoredPoint,
     StoreMeta,
-    best_cosine,
+    hits_from,
     visible_scopes,
 )
 
@@ -207,13 +206,7 @@ class EdgeStore:
                 limit=limit, query=query, filter=flt, with_payload=True, params=params if dense_q is not None else None
             )
         points = await self._run(self._shard.query, request)
-        hits = [Hit(str(p.id), p.score, p.payload or {}) for p in points]
-        if dense is None or not points:
-            return SearchHits(hits)
-        if sparse_q is None:
-            return SearchHits(hits, points[0].score)
-        vectors: list[Any] = [p.vector.get(DENSE_NAME) if isinstance(p.vector, dict) else None for p in points]
-        return SearchHits(hits, best_cosine(dense, vectors))
+        return hits_from(points, dense, fused=sparse_q is not None, dense_name=DENSE_NAME)
 
     async def count(self, kbs: Sequence[str] | None = None) -> int:
         if kbs is None:

@@ -109,6 +109,21 @@ def best_cosine(query: Sequence[float], vectors: Sequence[Sequence[float] | None
     return float(np.max(m @ (q / norm) / np.maximum(np.linalg.norm(m, axis=1), 1e-12)))
 
 
+def hits_from(points: Sequence[Any], dense: Sequence[float] | None, *, fused: bool, dense_name: str) -> SearchHits:
+    """Hits from either backend's scored points (``id``, ``score``, ``payload``, ``vector``).
+
+    ``best_dense`` is the query's best cosine similarity among the returned points: the score
+    itself for a dense-only query, computed from the returned vectors for a fused one.
+    """
+    hits = [Hit(str(p.id), p.score, p.payload or {}) for p in points]
+    if dense is None or not points:
+        return SearchHits(hits)
+    if not fused:
+        return SearchHits(hits, points[0].score)
+    vectors = [p.vector.get(dense_name) if isinstance(p.vector, dict) else None for p in points]
+    return SearchHits(hits, best_cosine(dense, vectors))
+
+
 def visible_scopes(channel: str | None) -> list[str]:
     """The scope values a search from ``channel`` may see."""
     return [PUBLIC_SCOPE] if channel is None else [PUBLIC_SCOPE, channel]
