@@ -18,7 +18,6 @@ class ChannelSettings:
     kbs: tuple[str, ...]
     thread_followups: bool
     reply_mode: ReplyMode
-    profile_overridden: bool = False
 
 
 class ChannelConfig:
@@ -34,8 +33,7 @@ class ChannelConfig:
         overrides = await self._state.channel_overrides(channel_key)
         profile = defaults.profile if defaults and defaults.profile else settings.default_profile
         stored_profile = overrides.get("profile")
-        overridden = stored_profile is not None and stored_profile in settings.profiles
-        if overridden:
+        if stored_profile is not None and stored_profile in settings.profiles:
             profile = stored_profile
         rag = defaults.rag if defaults and defaults.rag is not None else settings.rag_default
         if "rag" in overrides:
@@ -55,5 +53,4 @@ class ChannelConfig:
             kbs=kbs,
             thread_followups=followups,
             reply_mode=reply_mode,
-            profile_overridden=overridden,
         )

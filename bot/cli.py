@@ -12,7 +12,7 @@ from typing import Any
 
 import retrieval.cli as retrieval_cli
 from bot.logs import configure_logging
-from bot.settings import ConfigError, Settings, load_settings
+from bot.settings import ConfigError, Settings, load_settings, mask_url_password
 from retrieval.errors import RetrievalError
 
 log = logging.getLogger("bothbot")
@@ -91,6 +91,9 @@ def render_config(settings: Settings) -> str:
     data: dict[str, Any] = settings.model_dump(mode="json")
     for name, profile in settings.profiles.items():
         data["profiles"][name]["api_key"] = "**********" if profile.api_key else None
+    for field in ("redis_url", "qdrant_url", "openai_base_url"):
+        if data.get(field):
+            data[field] = mask_url_password(data[field])
     return json.dumps(data, indent=2, sort_keys=True)
 
 

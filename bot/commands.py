@@ -41,6 +41,12 @@ class CommandResult:
     refused: bool = False
 
 
+def command_rest(line: str) -> str:
+    """The line after its first word, as typed: ``"ask  How do I…?"`` → ``"How do I…?"``."""
+    parts = line.strip().split(None, 1)
+    return parts[1].strip() if len(parts) > 1 else ""
+
+
 def split_command(line: str) -> tuple[str, list[str]]:
     """``"model  tuned"`` → ``("model", ["tuned"])``; quotes group words; empty → ``("help", [])``."""
     try:
@@ -143,7 +149,7 @@ class CommandRunner:
         else:
             model_line = "• model: none — answers are retrieval-only"
         chunks = await self._knowledge.count(list(channel.kbs))
-        turns = len(await self._state.history(msg.conversation_key)) // 2
+        turns = await self._state.history_length(msg.conversation_key) // 2
         state = "in-process (not shared, lost at exit)" if self._state.in_process else "Redis"
         return CommandResult(
             "\n".join(

@@ -7,12 +7,12 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 from bot.channels import ChannelConfig, ChannelSettings
-from bot.commands import ASK_COMMAND, CommandRunner, split_command
+from bot.commands import ASK_COMMAND, CommandRunner, command_rest, split_command
 from bot.messages import (
     AnswerKind,
     Citation,
@@ -71,7 +71,7 @@ class Engine:
         log.info("feedback %s on trace %s: %s", value, trace_id, "stored" if stored else "unknown trace")
         return stored
 
-    async def handle(self, msg: IncomingMessage) -> AsyncIterator[ReplyEvent]:
+    async def handle(self, msg: IncomingMessage) -> AsyncGenerator[ReplyEvent, None]:
         """The reply to one message; yields nothing when the event was already handled."""
         if msg.event_id and not await self.state.claim_event(msg.event_id, self.settings.dedup_ttl_seconds):
             log.info("duplicate event %s ignored", msg.event_id)
@@ -88,7 +88,7 @@ class Engine:
                     ephemeral=True,
                 )
                 return
-            question = msg.text.strip()[len(ASK_COMMAND) :].strip()
+            question = command_rest(msg.text)
         else:
             question = msg.text.strip()
         async for event in self._answer(msg, question, trace_id):

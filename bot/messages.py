@@ -48,7 +48,13 @@ class IncomingMessage:
 
     @property
     def conversation_key(self) -> str:
-        """History is kept per (platform, workspace, channel, thread)."""
+        """History is kept per (platform, workspace, channel, thread).
+
+        Outside a thread in a shared channel (a slash command's ``ask``, the console), each user has
+        their own conversation, so one user's ``reset`` or questions never touch another's.
+        """
+        if self.thread is None and not self.is_direct:
+            return f"{self.channel_key}:-:{self.user}"
         return f"{self.channel_key}:{self.thread or '-'}"
 
 

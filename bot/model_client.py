@@ -69,7 +69,7 @@ class ModelClient:
                         yield item
                     return
                 except openai.APIStatusError as exc:
-                    if not (self._ask_usage and exc.status_code in (400, 422)):
+                    if not (self._ask_usage and exc.status_code in (400, 422) and _about_usage(exc)):
                         raise
                     log.info("%s rejected stream_options; asking without it", self.profile.model)
                     self._ask_usage = False
@@ -101,6 +101,12 @@ class ModelClient:
             async for line in response.iter_lines():
                 for item in _parse_sse_line(line):
                     yield item
+
+
+def _about_usage(exc: openai.APIStatusError) -> bool:
+    """Whether a refusal names the usage option (and not, say, an over-long prompt)."""
+    text = f"{exc.message} {exc.body}".lower()
+    return "stream_options" in text or "include_usage" in text
 
 
 def _parse_completion(body: bytes) -> list[str | Usage]:

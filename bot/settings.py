@@ -33,6 +33,18 @@ def _env(name: str, field: str | None = None) -> AliasChoices:
     return AliasChoices(field or name.lower(), name)
 
 
+def url_password(url: str | None) -> str | None:
+    """The password inside ``scheme://user:password@host``, if any."""
+    if not url or "://" not in url:
+        return None
+    return urlsplit(url).password
+
+
+def mask_url_password(url: str) -> str:
+    password = url_password(url)
+    return url.replace(f":{password}@", ":**********@", 1) if password else url
+
+
 def _check_url(value: str | None, setting: str, schemes: tuple[str, ...]) -> str | None:
     if value is None or value == "":
         return None
@@ -314,7 +326,8 @@ class Settings(BaseSettings):
     @classmethod
     def _valid_platform_url(cls, value: str) -> str:
         checked = _check_url(value, "platform API URL", ("http", "https"))
-        assert checked is not None
+        if checked is None:
+            raise ValueError("the platform API URL must not be empty")
         return checked
 
     @model_validator(mode="after")
@@ -372,9 +385,12 @@ class Settings(BaseSettings):
             self.slack_app_token,
             self.slack_signing_secret,
             self.discord_token,
+            self.retrieval.embedding_api_key,
             *(p.api_key for p in self.profiles.values()),
         ]
-        return [s.get_secret_value() for s in secrets if s is not None and s.get_secret_value()]
+        values = [s.get_secret_value() for s in secrets if s is not None and s.get_secret_value()]
+        passwords = (url_password(u) for u in (self.redis_url, self.qdrant_url, self.openai_base_url))
+        return values + [p for p in passwords if p]
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -128,6 +128,9 @@ class StateStore:
                 log.warning("skipping a malformed history entry in %s", conversation_key)
         return turns
 
+    async def history_length(self, conversation_key: str) -> int:
+        return int(await self.redis.llen(self.key("history", conversation_key)))
+
     async def append_turns(
         self, conversation_key: str, turns: Sequence[Turn], *, max_turns: int, ttl_seconds: int
     ) -> None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, SecretStr, model_validator
 
 
 class RetrievalConfig(BaseModel):
@@ -61,7 +61,7 @@ class RetrievalConfig(BaseModel):
     embedding_base_url: str | None = Field(
         default=None, description="Embeddings endpoint; default OPENAI_BASE_URL (the bot's)."
     )
-    embedding_api_key: str | None = Field(default=None, description="Embeddings key; default OPENAI_API_KEY.")
+    embedding_api_key: SecretStr | None = Field(default=None, description="Embeddings key; default OPENAI_API_KEY.")
     embedding_dimensions: int | None = Field(
         default=None, ge=1, le=16384, description="Vector size; None asks the model once and uses its size."
     )

@@ -6,10 +6,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from retrieval.config import RetrievalConfig, RetrievalEnvironment
 from retrieval.errors import RetrievalError
+
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI
+
+QUERY_TIMEOUT_SECONDS = 5.0
 
 
 class EmbeddingError(RetrievalError):
@@ -55,14 +60,16 @@ class OpenAIEmbedder:
         self._ask_dimensions = dimensions
         self._limit = asyncio.Semaphore(concurrency)
         self._client = AsyncOpenAI(base_url=base_url, api_key=api_key or "unused", max_retries=retries, timeout=timeout)
+        # a question waits on this one: fail fast and let search fall back to BM25
+        self._query_client = self._client.with_options(timeout=min(timeout, QUERY_TIMEOUT_SECONDS), max_retries=0)
 
-    async def _request(self, batch: Sequence[str]) -> list[list[float]]:
+    async def _request(self, batch: Sequence[str], client: AsyncOpenAI | None = None) -> list[list[float]]:
         extra: dict[str, Any] = {}
         if self._ask_dimensions:
             extra["dimensions"] = self._ask_dimensions
         async with self._limit:
             try:
-                response = await self._client.embeddings.create(
+                response = await (client or self._client).embeddings.create(
                     model=self.model, input=list(batch), encoding_format="float", **extra
                 )
             except Exception as exc:  # the SDK's error hierarchy; one message for the user
@@ -81,7 +88,7 @@ class OpenAIEmbedder:
         return vectors
 
     async def embed_query(self, text: str) -> list[float]:
-        return (await self._request([text]))[0]
+        return (await self._request([text], self._query_client))[0]
 
     async def dimensions(self) -> int:
         if self._dimensions is None:
@@ -136,7 +143,7 @@ def make_embedder(env: RetrievalEnvironment, config: RetrievalConfig | None = No
     cfg = config or env.config
     if cfg.embedder == "openai":
         base_url = cfg.embedding_base_url or env.openai_base_url
-        api_key = cfg.embedding_api_key or env.openai_api_key
+        api_key = cfg.embedding_api_key.get_secret_value() if cfg.embedding_api_key else env.openai_api_key
         if base_url is None and api_key is None:
             raise EmbeddingError(
                 "embedder=openai needs an endpoint: set OPENAI_API_KEY (api.openai.com) or "

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncGenerator, Callable, Coroutine, Iterator
 from typing import Any, Protocol, cast
 
 import aiohttp
@@ -45,7 +45,7 @@ class ChannelView(Protocol):
 
 
 class EnginePort(Protocol):
-    def handle(self, msg: IncomingMessage) -> AsyncIterator[ReplyEvent]: ...
+    def handle(self, msg: IncomingMessage) -> AsyncGenerator[ReplyEvent, None]: ...
 
     async def record_feedback(self, trace_id: str, *, user: str, value: FeedbackValue, platform: str) -> bool: ...
 
@@ -280,7 +280,9 @@ class SlackBot:
             on_posted=remember_thread,
         )
         try:
-            return await renderer.render(self.engine.handle(msg))
+            # aclosing: if Slack fails mid-answer, the engine's stream (and its model call) is closed now
+            async with contextlib.aclosing(self.engine.handle(msg)) as events:
+                return await renderer.render(events)
         except WEB_API_ERRORS as exc:
             reason = slack_error(exc)
             log.warning("slack: could not post the answer to %s (%s)", msg.event_id, reason)

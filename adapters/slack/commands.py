@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 import aiohttp
@@ -45,7 +45,7 @@ RESPONSE_URL_TIMEOUT = 10
 
 
 class Engine(Protocol):
-    def handle(self, msg: IncomingMessage) -> AsyncIterator[ReplyEvent]: ...
+    def handle(self, msg: IncomingMessage) -> AsyncGenerator[ReplyEvent, None]: ...
 
     async def record_feedback(self, trace_id: str, *, user: str, value: FeedbackValue, platform: str) -> bool: ...
 
@@ -193,7 +193,7 @@ class SlackInteractions:
 
     async def _reply_privately(self, final: FinalAnswer, caller: Caller) -> None:
         text, blocks = answer_blocks(final.text, final)
-        await self.tell(caller, text, blocks, public_ok=not final.ephemeral)
+        await self.tell(caller, text, blocks, public_ok=False)  # the caller asked privately: keep it so
 
     # --- feedback buttons ----------------------------------------------------------------------
 

@@ -92,12 +92,16 @@ class EdgeStore:
     @classmethod
     async def open(cls, path: Path, dense_size: int | None = None) -> EdgeStore:
         shard = await asyncio.to_thread(_open_shard, path, dense_size)
-        records = await asyncio.to_thread(shard.retrieve, [META_ID], True, False)
-        meta = StoreMeta.from_payload(records[0].payload if records else None)
-        store = cls(shard, path, meta)
-        if dense_size and meta.dense_size is None and not records:
-            meta.dense_size = dense_size
-            await store.save_meta(meta)
+        try:
+            records = await asyncio.to_thread(shard.retrieve, [META_ID], True, False)
+            meta = StoreMeta.from_payload(records[0].payload if records else None)
+            store = cls(shard, path, meta)
+            if dense_size and meta.dense_size is None and not records:
+                meta.dense_size = dense_size
+                await store.save_meta(meta)
+        except BaseException:
+            await asyncio.to_thread(shard.close)  # release the lock: the process may go on without a store
+            raise
         return store
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:

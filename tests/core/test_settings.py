@@ -106,15 +106,18 @@ def test_config_output_masks_every_secret(
         "SLACK_SIGNING_SECRET": "signing-secret-3",
         "DISCORD_TOKEN": "discord-secret-4",
         "QDRANT_API_KEY": "qdrant-secret-5",
+        "BOTHBOT_RETRIEVAL__EMBEDDING_API_KEY": "embed-secret-6",
     }
+    monkeypatch.setenv("REDIS_URL", "redis://:redis-pass-7@127.0.0.1:6379/0")
     for name, value in secrets.items():
         monkeypatch.setenv(name, value)
     assert main(["config"]) == 0
     out = capsys.readouterr().out
     assert '"tuned"' in out
     assert "ft:gpt-4o-mini-2024-07-18:acme:support:abc123" in out
-    for value in secrets.values():
+    for value in [*secrets.values(), "redis-pass-7"]:
         assert value not in out
+    assert "redis://:**********@127.0.0.1:6379/0" in out
 
 
 def test_logs_never_carry_secrets() -> None:

@@ -27,12 +27,18 @@ async def test_openai_embedder_retries_and_then_reports(openai_server: FakeOpenA
     emb = OpenAIEmbedder("m", base_url=openai_server.base_url, api_key="k", retries=2, dimensions=16)
     try:
         openai_server.fail_next(429, count=2)
-        assert len(await emb.embed_query("hello")) == 16
+        assert len((await emb.embed_documents(["hello"]))[0]) == 16
         assert len(openai_server.requests) == 3
         assert openai_server.requests[-1].body["dimensions"] == 16
         openai_server.fail_next(429, count=3)
         with pytest.raises(EmbeddingError, match="embeddings request to model 'm' failed"):
+            await emb.embed_documents(["hello"])
+        # a question does not wait through retries: it fails at once and search falls back to BM25
+        before = len(openai_server.requests)
+        openai_server.fail_next(429, count=1)
+        with pytest.raises(EmbeddingError, match="embeddings request to model 'm' failed"):
             await emb.embed_query("hello")
+        assert len(openai_server.requests) == before + 1
     finally:
         await emb.aclose()
 
