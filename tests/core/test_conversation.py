@@ -212,3 +212,17 @@ async def test_redis_connection_loss_loses_nothing(
     assert answer.kind == "answer"
     sent = _contents(openai_server.chat_requests[-1].body)
     assert "How do I request a laptop?" in sent  # history survived the reconnect
+
+
+async def test_top_level_conversations_are_per_user(
+    start_runtime: Any, model_settings: dict[str, Any], openai_server: FakeOpenAI
+) -> None:
+    runtime: Runtime = await start_runtime(**model_settings)
+    await ask(runtime.engine, "ask How do I request a laptop?", user="U1", command=True)
+    await ask(runtime.engine, "/ask   How do I request a laptop quickly?", user="U2", command=True)
+    sent = _contents(openai_server.chat_requests[-1].body)
+    assert sent[-1] == "How do I request a laptop quickly?"  # the text after the command word, as typed
+    assert "How do I request a laptop?" not in sent  # U1's question is not U2's history
+    await ask(runtime.engine, "reset", user="U2", command=True)
+    await ask(runtime.engine, "ask How do I request a laptop again?", user="U1", command=True)
+    assert "How do I request a laptop?" in _contents(openai_server.chat_requests[-1].body)  # U2's reset left U1's

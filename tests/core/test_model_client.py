@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bot.messages import Usage
-from bot.model_client import ModelClient
+from bot.model_client import ModelClient, ModelError
 from bot.settings import ModelProfile
 from tests.fakes.openai_server import FakeOpenAI
 
@@ -63,3 +65,16 @@ async def test_server_answering_json_instead_of_a_stream(openai_server: FakeOpen
         await client.aclose()
     assert text == "One piece."
     assert usage is not None and usage.completion_tokens == 2
+
+
+async def test_other_bad_requests_are_not_retried(openai_server: FakeOpenAI) -> None:
+    openai_server.fail_next(400)
+    client = ModelClient(ModelProfile(model="m", base_url=openai_server.base_url), timeout_seconds=5, max_retries=0)
+    try:
+        with pytest.raises(ModelError, match="HTTP 400"):
+            await _collect(client)
+        openai_server.reply_text = "Later."
+        assert (await _collect(client))[0] == "Later."
+    finally:
+        await client.aclose()
+    assert [("stream_options" in r.body) for r in openai_server.chat_requests] == [True, True]
