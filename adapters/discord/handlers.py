@@ -97,7 +97,11 @@ class DiscordAdapter:
         while (pending := {t for t in self._inflight if t is not me and not t.done()}) and loop.time() < deadline:
             log.info("finishing %d answer(s) before stopping", len(pending))
             await asyncio.wait(pending, timeout=deadline - loop.time())
-        return len({t for t in self._inflight if t is not me and not t.done()})
+        unfinished = {t for t in self._inflight if t is not me and not t.done()}
+        for task in unfinished:  # cancel and wait for them to unwind before the connection and Redis close
+            task.cancel()
+        await asyncio.gather(*unfinished, return_exceptions=True)
+        return len(unfinished)
 
     # ------------------------------------------------------------------------------ messages
 

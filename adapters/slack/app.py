@@ -222,8 +222,12 @@ class SlackBot:
         try:
             await self.drain(timeout)
         except TimeoutError:
-            for task in list(self._tasks):
+            tasks = list(self._tasks)
+            log.warning("slack: stopping with %d answer(s) unfinished; cancelling them", len(tasks))
+            for task in tasks:
                 task.cancel()
+            # wait for them to unwind (close streams, placeholders) before the session and Redis go
+            await asyncio.gather(*tasks, return_exceptions=True)
         if self.client.session is not None and not self.client.session.closed:
             await self.client.session.close()
 
