@@ -47,6 +47,8 @@ async def _discord(runtime: Runtime, settings: Settings, stop: asyncio.Event) ->
         await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         stopping.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await stopping
         await stop_discord(client)  # lets answers in progress finish first
     await serving  # re-raise a start-up error (bad token, refused intent)
 

@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import signal
 from collections.abc import Callable
 from typing import Any
 
@@ -313,24 +312,11 @@ async def stop_discord(client: discord.Client, grace: float = SHUTDOWN_GRACE_SEC
     await client.close()
 
 
-async def run_discord(settings: Settings) -> None:
-    """``bothbot discord``: connect, answer until SIGTERM or Ctrl-C, then close cleanly."""
-    token = discord_token(settings)
-    _shard_options(settings)  # fail before opening anything
-    configure_endpoints(settings)
-    runtime = await Runtime.start(settings)
-    try:
-        for line in runtime.describe():
-            log.info(line)
-        client = build_client(runtime, settings)
-        loop = asyncio.get_running_loop()
-        stopping: list[asyncio.Task[None]] = []  # keeps the task referenced until it is done
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signal.SIGTERM, lambda: stopping.append(asyncio.create_task(stop_discord(client))))
-        try:
-            await serve_discord(client, token)
-        finally:
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.remove_signal_handler(signal.SIGTERM)
-    finally:
-        await runtime.aclose()
+async def run_discord(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
+    """``bothbot discord``: connect, answer until SIGTERM/SIGINT or ``stop``, then finish the answers in
+    progress and close (see ``adapters.serve``)."""
+    from adapters.serve import serve
+
+    discord_token(settings)  # fail on bad settings before opening anything
+    _shard_options(settings)
+    await serve(settings, ["discord"], stop=stop)

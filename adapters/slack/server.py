@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 
-from adapters.slack.app import SlackBot, build_slack_bot
+from adapters.slack.app import SlackBot
 from adapters.slack.client import SlackCredentials
 from adapters.slack.convert import malformed
 from bot.settings import Settings
@@ -158,34 +157,12 @@ async def serving(bot: SlackBot, credentials: SlackCredentials, settings: Settin
             await service.runner.cleanup()
 
 
-def _install_stop_signals(stop: asyncio.Event) -> None:
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, stop.set)
-
-
 async def run_slack(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
-    """``bothbot slack``: start the runtime and the Slack app; return on SIGTERM/SIGINT or ``stop``.
+    """``bothbot slack``: the Slack app until SIGTERM/SIGINT or ``stop`` (see ``adapters.serve``).
 
     Raises :class:`bot.settings.ConfigError` (naming the setting) when a token is missing or rejected.
     """
-    from bot.runtime import Runtime  # the runtime opens Redis, the knowledge base and the models
+    from adapters.serve import serve
 
-    credentials = SlackCredentials.from_settings(settings)
-    stop = stop or asyncio.Event()
-    _install_stop_signals(stop)
-    runtime = await Runtime.start(settings)
-    try:
-        bot = await build_slack_bot(runtime, settings, credentials=credentials)
-        try:
-            async with serving(bot, credentials, settings) as where:
-                for line in runtime.describe():
-                    log.info("%s", line)
-                log.info("%s", where)
-                await stop.wait()
-                log.info("Slack: stopping; waiting for answers in flight")
-        finally:
-            await bot.aclose()
-    finally:
-        await runtime.aclose()
+    SlackCredentials.from_settings(settings)  # fail on a missing token before opening anything
+    await serve(settings, ["slack"], stop=stop)
