@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from bot.model_client import ModelRouter
 from bot.settings import Settings
 from bot.state import StateStore
 
@@ -23,9 +24,10 @@ class ChannelSettings:
 class ChannelConfig:
     """Reads a channel's effective settings fresh on every message, so every replica sees a change."""
 
-    def __init__(self, settings: Settings, state: StateStore) -> None:
+    def __init__(self, settings: Settings, state: StateStore, router: ModelRouter) -> None:
         self._settings = settings
         self._state = state
+        self._router = router
 
     async def get(self, channel_key: str) -> ChannelSettings:
         settings = self._settings
@@ -33,7 +35,7 @@ class ChannelConfig:
         overrides = await self._state.channel_overrides(channel_key)
         profile = defaults.profile if defaults and defaults.profile else settings.default_profile
         stored_profile = overrides.get("profile")
-        if stored_profile is not None and stored_profile in settings.profiles:
+        if stored_profile is not None and stored_profile in self._router.profiles:
             profile = stored_profile
         rag = defaults.rag if defaults and defaults.rag is not None else settings.rag_default
         if "rag" in overrides:

@@ -11,8 +11,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import retrieval.cli as retrieval_cli
+from bot.evaluation import cli as evaluation_cli
 from bot.logs import configure_logging
 from bot.settings import ConfigError, Settings, load_settings, mask_url_password
+from bot.tune import cli as tune_cli
 from retrieval.errors import RetrievalError
 
 log = logging.getLogger("bothbot")
@@ -38,6 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("platforms", nargs="+", choices=("slack", "discord"), metavar="PLATFORM",
                        help="slack and/or discord")
     retrieval_cli.register(sub)
+    evaluation = sub.add_parser("eval", help="measure answer or retrieval quality")
+    targets = evaluation.add_subparsers(dest="eval_target", metavar="TARGET", required=True)
+    retrieval_cli.register_eval(targets)
+    evaluation_cli.register_eval_targets(targets)
+    evaluation_cli.register_commands(sub)
+    tune_cli.register(sub)
     return parser
 
 
@@ -63,6 +71,10 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if handler is not None:
         code: int = await handler(args, settings.retrieval_environment())
         return code
+    command_handler = getattr(args, "handler", None)
+    if command_handler is not None:  # tune, eval answers/feedback, feedback: async (args, settings) -> int
+        result: int = await command_handler(args, settings)
+        return result
     if args.command == "config":
         print(render_config(settings))
         return 0

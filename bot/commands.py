@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from bot.channels import ChannelConfig
 from bot.messages import IncomingMessage
 from bot.model_client import ModelRouter
+from bot.profiles import TOML_ORIGIN, retirement_warning
 from bot.settings import Settings
 from bot.state import StateStore
 from retrieval.api import KnowledgeBase
@@ -112,13 +113,18 @@ class CommandRunner:
                 "Set OPENAI_API_KEY / OPENAI_BASE_URL or add [profiles.NAME] to bothbot.toml."
             )
         lines = []
+        warnings = []
         for name, profile in sorted(self._router.profiles.items()):
             marks = [m for m, on in (("this channel", name == current),
                                      ("default", name == self._settings.default_profile)) if on]
             suffix = f" ({', '.join(marks)})" if marks else ""
             ready = "" if self._router.usable(name) else " — no endpoint or key"
-            lines.append(f"• {name}: {profile.model}{suffix}{ready}")
-        return CommandResult("Model profiles:\n" + "\n".join(lines))
+            origin = self._router.registered.get(name, TOML_ORIGIN).describe()
+            lines.append(f"• {name}: {profile.model}{suffix}{ready} — {origin}")
+            warning = retirement_warning(name, profile)
+            if warning and msg.is_admin:
+                warnings.append(warning)
+        return CommandResult("Model profiles:\n" + "\n".join(lines + warnings))
 
     async def _model(self, msg: IncomingMessage, args: list[str]) -> CommandResult:
         if len(args) > 1:
@@ -144,8 +150,11 @@ class CommandRunner:
 
     async def _status(self, msg: IncomingMessage, args: list[str]) -> CommandResult:
         channel = await self._channels.get(msg.channel_key)
+        warning = None
         if channel.profile:
-            model_line = f"• model: profile `{channel.profile}` (`{self._router.profiles[channel.profile].model}`)"
+            profile = self._router.profiles[channel.profile]
+            model_line = f"• model: profile `{channel.profile}` (`{profile.model}`)"
+            warning = retirement_warning(channel.profile, profile) if msg.is_admin else None
         else:
             model_line = "• model: none — answers are retrieval-only"
         chunks = await self._knowledge.count(list(channel.kbs))
@@ -162,6 +171,7 @@ class CommandRunner:
                     f"reply mode: {channel.reply_mode}",
                     f"• this conversation: {turns} turn{'' if turns == 1 else 's'} remembered",
                     f"• state: {state}",
+                    *([warning] if warning else []),
                 ]
             )
         )

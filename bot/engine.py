@@ -25,6 +25,7 @@ from bot.messages import (
     Usage,
 )
 from bot.model_client import ModelClient, ModelError, ModelRouter
+from bot.profiles import ProfileRegistry
 from bot.prompts import (
     RETRIEVAL_ONLY_PASSAGES,
     build_messages,
@@ -32,6 +33,7 @@ from bot.prompts import (
     cited,
     history_within,
     retrieval_only_text,
+    retrieve_for_prompt,
 )
 from bot.settings import Settings
 from bot.state import StateStore, Turn
@@ -59,7 +61,8 @@ class Engine:
         self.state = state
         self.knowledge = knowledge
         self.router = router
-        self.channels = ChannelConfig(settings, state)
+        self.profiles = ProfileRegistry(settings, state, router)
+        self.channels = ChannelConfig(settings, state, router)
         self.commands = CommandRunner(settings, state, self.channels, router, knowledge)
 
     async def channel_settings(self, channel_key: str) -> ChannelSettings:
@@ -77,6 +80,7 @@ class Engine:
             log.info("duplicate event %s ignored", msg.event_id)
             return
         trace_id = uuid.uuid4().hex
+        await self.profiles.refresh()
         if msg.command:
             name, args = split_command(msg.text)
             if name != ASK_COMMAND:
@@ -103,10 +107,11 @@ class Engine:
         started = time.perf_counter()
         channel = await self.channels.get(msg.channel_key)
         found = SearchResult(passages=())
+        shown: tuple[Passage, ...] = ()
         if channel.rag:
             yield Status("Searching the knowledge base…")
             scope = SearchScope(kbs=channel.kbs, channel=None if msg.is_direct else msg.scope_key)
-            found = await self.knowledge.search(question, scope, limit=settings.retrieval.top_k)
+            found, shown = await retrieve_for_prompt(self.knowledge, question, scope, settings.retrieval.top_k)
         history = await self.state.history(msg.conversation_key)
         profile_name = channel.profile
         client = self.router.client(profile_name) if profile_name else None
@@ -124,12 +129,8 @@ class Engine:
             "created_at": time.time(),
         }
 
-        nothing_found = found.empty or found.no_good_match
         empty_kb = channel.rag and found.empty and await self.knowledge.count(list(channel.kbs)) == 0
-        # Weak matches are not given to anyone as sources: with a model, the prompt says that nothing
-        # matched, so it says it does not know (or answers from the conversation); without one, the
-        # reply says so instead of showing unrelated passages.
-        turn = _Turn(msg, trace, trace_id, started, () if nothing_found else found.passages, empty_kb)
+        turn = _Turn(msg, trace, trace_id, started, shown, empty_kb)
         if client is None or profile is None:
             reason = "no model is configured" if profile is None else f"profile `{profile_name}` has no endpoint"
             async for event in self._without_model(turn, channel.rag, reason):

@@ -10,13 +10,16 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx2
 import openai
 
 from bot.messages import Usage
 from bot.settings import ModelProfile
+
+if TYPE_CHECKING:  # a type-only import: bot.profiles imports this module
+    from bot.profiles import ProfileOrigin
 
 log = logging.getLogger(__name__)
 
@@ -163,15 +166,32 @@ def _parse_sse_line(line: str) -> list[str | Usage]:
 
 
 class ModelRouter:
-    """Profiles by name, each with one client built on first use and reused."""
+    """Profiles by name, each with one client built on first use and reused.
+
+    ``profiles`` is the merged view: the start-up (TOML) profiles, which win, plus the profiles
+    registered at run time (:class:`bot.profiles.ProfileRegistry` calls :meth:`set_registered`).
+    """
 
     def __init__(
         self, profiles: Mapping[str, ModelProfile], *, timeout_seconds: float, max_retries: int
     ) -> None:
+        self.static = dict(profiles)
         self.profiles = dict(profiles)
+        self.registered: dict[str, ProfileOrigin] = {}  # profiles registered at run time, with their origin
         self._timeout = timeout_seconds
         self._retries = max_retries
         self._clients: dict[str, ModelClient] = {}
+        self._closing: list[ModelClient] = []  # replaced clients, closed with the router
+
+    def set_registered(self, profiles: Mapping[str, ModelProfile], origins: Mapping[str, ProfileOrigin]) -> None:
+        """Replace the run-time profiles; clients of changed or removed profiles are dropped."""
+        merged = {**profiles, **self.static}
+        for name, client in list(self._clients.items()):
+            if merged.get(name) != client.profile:
+                del self._clients[name]
+                self._closing.append(client)
+        self.profiles = merged
+        self.registered = {name: origins[name] for name in profiles if name not in self.static and name in origins}
 
     def usable(self, name: str) -> bool:
         """A profile can be called when it has an endpoint or a key (the default endpoint needs one)."""
@@ -188,6 +208,7 @@ class ModelRouter:
         return client
 
     async def aclose(self) -> None:
-        for client in self._clients.values():
+        for client in [*self._clients.values(), *self._closing]:
             await client.aclose()
         self._clients.clear()
+        self._closing.clear()

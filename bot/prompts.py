@@ -7,21 +7,29 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Literal
 
 from bot.messages import Citation
 from bot.state import Turn
-from retrieval.api import Passage
+from retrieval.api import KnowledgeBase, Passage, SearchResult, SearchScope
 
-DEFAULT_SYSTEM_PROMPT = (
-    "You are bothbot, a helpful assistant for a team. Answer the user's question using the numbered "
-    "sources below. Cite the sources you use with their numbers in square brackets, like [1] or [2][3]. "
-    "If the sources do not contain the answer, say so plainly instead of guessing. Be concise."
+DEFAULT_SYSTEM_PROMPT = "You are bothbot, a helpful assistant for a team. Be concise."
+SOURCES_NOTE = (
+    "Answer the user's question using the numbered sources below. Cite the sources you use with their "
+    "numbers in square brackets, like [1] or [2][3]. If the sources do not contain the answer, say so "
+    "plainly instead of guessing."
 )
 NO_SOURCES_NOTE = (
     "No source in the knowledge base matches this question. Say that the knowledge base does not cover "
     "it; answer only from the conversation so far if it does."
 )
-RAG_OFF_NOTE = "Retrieval is off in this channel: answer from your own knowledge and the conversation."
+CLOSED_BOOK_NOTE = (
+    "No documents are given to you here: answer from your own knowledge and the conversation. If you "
+    "do not know the answer, say so plainly instead of guessing."
+)
+
+ContextMode = Literal["sources", "no_match", "closed"]
+"""What the model is given: numbered sources, a note that nothing matched, or no retrieval at all."""
 
 _CITE_RE = re.compile(r"\[(\d{1,2})\]")
 SNIPPET_CHARS = 400
@@ -92,6 +100,36 @@ def sources_block(passages: Sequence[Passage]) -> str:
     return "Sources:\n\n" + "\n\n".join(parts)
 
 
+async def retrieve_for_prompt(
+    knowledge: KnowledgeBase, question: str, scope: SearchScope, top_k: int
+) -> tuple[SearchResult, tuple[Passage, ...]]:
+    """The chat's retrieval step: the search result, and the passages the model is shown.
+
+    Weak matches are shown to nobody: with a model the prompt then says that nothing matched; without
+    one the reply says so instead of showing unrelated passages. Training data and evaluation call
+    this too, so they see exactly what the chat sees.
+    """
+    found = await knowledge.search(question, scope, limit=top_k)
+    return found, (() if found.empty or found.no_good_match else found.passages)
+
+
+def context_mode(passages: Sequence[Passage], rag: bool) -> ContextMode:
+    if not rag:
+        return "closed"
+    return "sources" if passages else "no_match"
+
+
+def system_message(system_prompt: str | None, passages: Sequence[Passage], rag: bool) -> str:
+    """The system prompt: the profile's persona, then instructions that say what the model really has."""
+    persona = system_prompt or DEFAULT_SYSTEM_PROMPT
+    mode = context_mode(passages, rag)
+    if mode == "closed":
+        return f"{persona}\n\n{CLOSED_BOOK_NOTE}"
+    if mode == "no_match":
+        return f"{persona}\n\n{NO_SOURCES_NOTE}"
+    return f"{persona}\n\n{SOURCES_NOTE}\n\n{sources_block(passages)}"
+
+
 def build_messages(
     *,
     system_prompt: str | None,
@@ -100,14 +138,8 @@ def build_messages(
     history: Sequence[Turn],
     rag: bool,
 ) -> list[dict[str, str]]:
-    system = system_prompt or DEFAULT_SYSTEM_PROMPT
-    if not rag:
-        system = f"{system}\n\n{RAG_OFF_NOTE}"
-    elif passages:
-        system = f"{system}\n\n{sources_block(passages)}"
-    else:
-        system = f"{system}\n\n{NO_SOURCES_NOTE}"
-    messages = [{"role": "system", "content": system}]
+    """The chat's prompt; the one function that the chat, training data and evaluation all call."""
+    messages = [{"role": "system", "content": system_message(system_prompt, passages, rag)}]
     messages.extend({"role": t.role, "content": t.content} for t in history)
     messages.append({"role": "user", "content": question})
     return messages

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -69,7 +70,16 @@ class ModelProfile(BaseModel):
     system_prompt: str | None = Field(default=None, description="Replaces the default system prompt.")
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     max_tokens: int | None = Field(default=800, ge=1, le=100_000, description="Completion token limit.")
-    description: str = ""
+    description: str = Field(default="", description="Shown by `models`.")
+    retires_on: date | None = Field(
+        default=None, description="The day the model stops answering; `models` and `status` warn 30 days ahead."
+    )
+    price_input_per_mtok: float | None = Field(
+        default=None, ge=0, description="Price of a million prompt tokens, for cost in `eval answers` reports."
+    )
+    price_output_per_mtok: float | None = Field(
+        default=None, ge=0, description="Price of a million completion tokens, for cost in `eval answers` reports."
+    )
 
     @field_validator("base_url")
     @classmethod
@@ -334,22 +344,7 @@ class Settings(BaseSettings):
     def _resolve_profiles(self) -> Settings:
         if not self.profiles and (self.openai_api_key or self.openai_base_url):
             self.profiles = {IMPLICIT_PROFILE: ModelProfile(model=self.default_model)}
-        resolved: dict[str, ModelProfile] = {}
-        dotenv = {k: v for k, v in dotenv_values(".env").items() if v is not None}
-        for name, profile in self.profiles.items():
-            key = profile.api_key
-            if profile.api_key_env:
-                raw = os.environ.get(profile.api_key_env) or dotenv.get(profile.api_key_env)
-                if not raw:
-                    raise ValueError(
-                        f"profiles.{name}.api_key_env names {profile.api_key_env}, which is not set. "
-                        f"Set {profile.api_key_env} or remove api_key_env from the profile."
-                    )
-                key = SecretStr(raw)
-            resolved[name] = profile.model_copy(
-                update={"api_key": key or self.openai_api_key, "base_url": profile.base_url or self.openai_base_url}
-            )
-        self.profiles = resolved
+        self.profiles = {name: self.resolve_profile(name, profile) for name, profile in self.profiles.items()}
         if self.default_profile is None and self.profiles:
             self.default_profile = IMPLICIT_PROFILE if IMPLICIT_PROFILE in self.profiles else next(iter(self.profiles))
         if self.default_profile is not None and self.default_profile not in self.profiles:
@@ -365,6 +360,26 @@ class Settings(BaseSettings):
                     "Use one defined under [profiles]."
                 )
         return self
+
+    def resolve_profile(self, name: str, profile: ModelProfile) -> ModelProfile:
+        """The profile with its key (``api_key_env``, else OPENAI_API_KEY) and endpoint filled in.
+
+        Used for TOML profiles at start-up and for profiles registered in Redis when they are read.
+        """
+        key = profile.api_key
+        if profile.api_key_env:
+            raw = os.environ.get(profile.api_key_env)
+            if not raw:
+                raw = dotenv_values(".env").get(profile.api_key_env)
+            if not raw:
+                raise ValueError(
+                    f"profiles.{name}.api_key_env names {profile.api_key_env}, which is not set. "
+                    f"Set {profile.api_key_env} or remove api_key_env from the profile."
+                )
+            key = SecretStr(raw)
+        return profile.model_copy(
+            update={"api_key": key or self.openai_api_key, "base_url": profile.base_url or self.openai_base_url}
+        )
 
     def retrieval_environment(self) -> RetrievalEnvironment:
         return RetrievalEnvironment(

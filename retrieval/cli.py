@@ -26,7 +26,7 @@ EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 3
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``ingest`` and ``eval`` (with its ``retrieval`` target) to the bot's sub-commands."""
+    """Add ``ingest`` to the bot's sub-commands (``eval retrieval`` comes from :func:`register_eval`)."""
     ingest = subparsers.add_parser(
         "ingest",
         help="add files, folders or a Slack export to a knowledge base",
@@ -67,9 +67,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="progress bar (default: on a TTY)",
     )
     ingest.set_defaults(retrieval_handler=ingest_handler)
-
-    evaluation = subparsers.add_parser("eval", help="measure answer or retrieval quality")
-    register_eval(evaluation.add_subparsers(dest="eval_target", metavar="TARGET", required=True))
 
 
 def register_eval(targets: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

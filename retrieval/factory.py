@@ -13,14 +13,14 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from pathlib import Path
 
-from retrieval.api import PUBLIC_SCOPE, SearchResult, SearchScope
+from retrieval.api import PUBLIC_SCOPE, Passage, SearchResult, SearchScope
 from retrieval.config import RetrievalConfig, RetrievalEnvironment
 from retrieval.documents import Document, LoadFailure
 from retrieval.embeddings import Embedder, make_embedder
 from retrieval.errors import RetrievalError, StoreLockedError
 from retrieval.ingest import Ingester, IngestReport
 from retrieval.loaders import LoadOptions
-from retrieval.search import Searcher, SearchMode
+from retrieval.search import Searcher, SearchMode, passage_from
 from retrieval.sparse import Bm25Encoder
 from retrieval.store.edge import EdgeStore
 from retrieval.store.protocol import VectorStore
@@ -58,6 +58,17 @@ class RetrievalService:
 
     async def count(self, kbs: Sequence[str] | None = None) -> int:
         return await self.store.count(kbs)
+
+    async def passages(
+        self, kbs: Sequence[str], *, ids: Sequence[str] | None = None, sources: Sequence[str] | None = None
+    ) -> list[Passage]:
+        """Stored chunks as passages (score 0), by chunk id, by source, or every chunk when both are None.
+
+        In document order within each source. No scope filter: the caller decides what may be shown.
+        """
+        hits = await self.store.chunks(kbs, ids=ids, sources=sources)
+        hits.sort(key=lambda h: (str(h.payload.get("source", "")), int(h.payload.get("position", 0) or 0), h.id))
+        return [passage_from(h.id, h.score, h.payload) for h in hits]
 
     async def list_kbs(self) -> list[str]:
         return sorted(await self.store.kb_counts())

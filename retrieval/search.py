@@ -58,7 +58,7 @@ class Searcher:
             fusion=self.config.fusion,
             hnsw_ef=max(self.config.hnsw_ef, self.config.prefetch_limit, limit),
         )
-        passages = tuple(_passage(h.id, h.score, h.payload) for h in hits.hits)
+        passages = tuple(passage_from(h.id, h.score, h.payload) for h in hits.hits)
         return SearchResult(passages, no_good_match=self._no_good_match(query, hits))
 
     def _no_good_match(self, query: str, hits: SearchHits) -> bool:
@@ -77,7 +77,8 @@ class Searcher:
         return len(topical & have) / len(topical) < self.config.min_term_coverage
 
 
-def _passage(point_id: str, score: float, payload: Mapping[str, Any]) -> Passage:
+def passage_from(point_id: str, score: float, payload: Mapping[str, Any]) -> Passage:
+    """A stored point's payload as the engine's :class:`Passage`."""
     heading = payload.get("heading")
     url = payload.get("url")
     return Passage(

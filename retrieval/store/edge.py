@@ -24,6 +24,7 @@ from retrieval.store.protocol import (
     SPARSE_NAME,
     ChunkState,
     Fusion,
+    Hit,
     SearchHits,
     StoredPoint,
     StoreMeta,
@@ -78,6 +79,15 @@ def _scope_filter(kbs: Sequence[str], channel: str | None) -> qe.Filter:
 
 def _kb_filter(kbs: Sequence[str]) -> qe.Filter:
     return qe.Filter(must=[qe.FieldCondition("kb", match=qe.MatchAny(list(kbs)))])
+
+
+def _chunks_filter(kbs: Sequence[str], ids: Sequence[str] | None, sources: Sequence[str] | None) -> qe.Filter:
+    must: list[Any] = [qe.FieldCondition("kb", match=qe.MatchAny(list(kbs)))]
+    if ids is not None:
+        must.append(qe.HasIdCondition(set(ids)))
+    if sources is not None:
+        must.append(qe.FieldCondition("source", match=qe.MatchAny(list(sources))))
+    return qe.Filter(must=must)
 
 
 class EdgeStore:
@@ -170,6 +180,24 @@ class EdgeStore:
             )
             records, offset = self._shard.scroll(request)
             out.extend(ChunkState.from_payload(str(r.id), r.payload or {}) for r in records)
+            if offset is None:
+                return out
+
+    async def chunks(
+        self, kbs: Sequence[str], *, ids: Sequence[str] | None = None, sources: Sequence[str] | None = None
+    ) -> list[Hit]:
+        if not kbs or ids == [] or sources == []:
+            return []
+        return await self._run(self._chunks, _chunks_filter(kbs, ids, sources))
+
+    def _chunks(self, flt: qe.Filter) -> list[Hit]:
+        out: list[Hit] = []
+        offset: qe.PointId | None = None
+        while True:
+            records, offset = self._shard.scroll(
+                qe.ScrollRequest(offset=offset, limit=_PAGE, filter=flt, with_payload=True)
+            )
+            out.extend(Hit(str(r.id), 0.0, r.payload or {}) for r in records)
             if offset is None:
                 return out
 

@@ -157,6 +157,16 @@ class VectorStore(Protocol):
         """Every chunk of one knowledge base, with the fields ingest compares."""
         ...
 
+    async def chunks(
+        self, kbs: Sequence[str], *, ids: Sequence[str] | None = None, sources: Sequence[str] | None = None
+    ) -> list[Hit]:
+        """Stored chunks of ``kbs`` with their payloads (score 0), by id, by source, or all when both are None.
+
+        Used to find gold passages (evaluation, training data) and to walk a knowledge base; no scope
+        filter applies, so callers decide what a channel may see.
+        """
+        ...
+
     async def search(
         self,
         *,

@@ -21,6 +21,7 @@ from retrieval.store.protocol import (
     SPARSE_NAME,
     ChunkState,
     Fusion,
+    Hit,
     SearchHits,
     StoredPoint,
     StoreMeta,
@@ -160,6 +161,26 @@ class ServerStore:
                 with_payload=list(INVENTORY_FIELDS),
             )
             out.extend(ChunkState.from_payload(str(r.id), r.payload or {}) for r in records)
+            if offset is None:
+                return out
+
+    async def chunks(
+        self, kbs: Sequence[str], *, ids: Sequence[str] | None = None, sources: Sequence[str] | None = None
+    ) -> list[Hit]:
+        if not kbs or ids == [] or sources == []:
+            return []
+        must: list[Any] = [models.FieldCondition(key="kb", match=models.MatchAny(any=list(kbs)))]
+        if ids is not None:
+            must.append(models.HasIdCondition(has_id=list(ids)))
+        if sources is not None:
+            must.append(models.FieldCondition(key="source", match=models.MatchAny(any=list(sources))))
+        out: list[Hit] = []
+        offset: Any = None
+        while True:
+            records, offset = await self._client.scroll(
+                self.collection, scroll_filter=models.Filter(must=must), limit=_PAGE, offset=offset, with_payload=True
+            )
+            out.extend(Hit(str(r.id), 0.0, r.payload or {}) for r in records)
             if offset is None:
                 return out
 

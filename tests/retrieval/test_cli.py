@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from retrieval.cli import EXIT_LOCKED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, register
+from bot.cli import build_parser
+from retrieval.cli import EXIT_LOCKED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
 from retrieval.config import RetrievalConfig, RetrievalEnvironment
 from retrieval.factory import open_knowledge_base
 from tests.fakes.openai_server import FakeOpenAI
@@ -17,9 +18,7 @@ PUBMEDQA = REPO_ROOT.parent / "shared" / "datasets" / "pubmedqa"
 
 
 def parse(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="bothbot")
-    register(parser.add_subparsers(dest="command", required=True))
-    return parser.parse_args(argv)
+    return build_parser().parse_args(argv)
 
 
 async def run(env: RetrievalEnvironment, *argv: str) -> int:
