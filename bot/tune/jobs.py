@@ -1,0 +1,201 @@
+"""Training jobs: one record per job in Redis, an event stream per job, and the backend protocol.
+
+Any process can follow, resume or cancel a job because everything about it lives in Redis:
+
+- ``{prefix}:tune:job:{id}``: the :class:`JobRecord` as JSON (status, progress, result, error).
+- ``{prefix}:tune:events:{id}``: a Redis stream of :class:`JobEvent` (steps, losses, provider
+  messages); followers block on ``XREAD`` instead of polling, and resume from the last id they saw.
+- ``{prefix}:tune:jobs``: a sorted set of job ids by creation time (``tune list``).
+
+A backend is one module behind :class:`TrainingBackend`: ``openai`` (any OpenAI-compatible
+fine-tuning API) and ``local`` (LoRA with TRL and PEFT) ship; a hosted provider with its own job API
+is one more module and one line in :data:`BACKENDS`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any, ClassVar, Literal, Protocol, cast
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bot.settings import Settings
+from bot.state import StateStore
+
+JobStatus = Literal["validating_files", "queued", "running", "succeeded", "failed", "cancelled"]
+TERMINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+
+# name -> "module:Class"; imported only when used (the local backend pulls in torch)
+BACKENDS: dict[str, str] = {
+    "openai": "bot.tune.backends.openai:OpenAIBackend",
+    "local": "bot.tune.backends.local:LocalBackend",
+}
+
+
+class JobNotFoundError(Exception):
+    """No job with that id (message names it and how to list jobs)."""
+
+
+class JobError(BaseModel):
+    """The provider's error, kept as it was given."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    code: str | None = None
+    message: str = ""
+    param: str | None = None
+
+    def __str__(self) -> str:
+        parts = [f"[{self.code}]" if self.code else "", self.message, f"(param: {self.param})" if self.param else ""]
+        return " ".join(p for p in parts if p)
+
+
+class JobProgress(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    step: int = 0
+    total_steps: int | None = None
+    epoch: float | None = None
+    loss: float | None = None
+    validation_loss: float | None = None
+
+
+class JobRecord(BaseModel):
+    """Everything known about one training job; saved whole on every change."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    backend: str
+    base_model: str
+    data_dir: str
+    status: JobStatus = "validating_files"
+    created_at: float = Field(default_factory=time.time)
+    updated_at: float = Field(default_factory=time.time)
+    suffix: str | None = None
+    epochs: int | None = None
+    register_as: str | None = None
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    provider_job_id: str | None = None  # the id the provider gave (openai); the worker pid is in `extra` (local)
+    provider_base_url: str | None = None
+    fine_tuned_model: str | None = None  # what a profile calls: an ``ft:`` id, or an adapter name
+    output_dir: str | None = None  # local: where the adapter (and merged model) are written
+    adapter_path: str | None = None
+    merged_path: str | None = None
+    trained_tokens: int | None = None
+    progress: JobProgress = Field(default_factory=JobProgress)
+    error: JobError | None = None
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+class JobEvent(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    at: float = Field(default_factory=time.time)
+    level: Literal["info", "warning", "error"] = "info"
+    message: str
+    step: int | None = None
+    loss: float | None = None
+
+
+def new_job_id() -> str:
+    return f"tj_{uuid.uuid4().hex[:16]}"
+
+
+class JobStore:
+    """Job records and their event streams in Redis."""
+
+    def __init__(self, state: StateStore) -> None:
+        self._state = state
+        self._redis = state.redis
+
+    def _job_key(self, job_id: str) -> str:
+        return self._state.key("tune", "job", job_id)
+
+    def _events_key(self, job_id: str) -> str:
+        return self._state.key("tune", "events", job_id)
+
+    async def create(self, job: JobRecord) -> JobRecord:
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.set(self._job_key(job.id), job.model_dump_json(), nx=True)
+        pipe.zadd(self._state.key("tune", "jobs"), {job.id: job.created_at})
+        await pipe.execute()
+        return job
+
+    async def save(self, job: JobRecord) -> JobRecord:
+        job.updated_at = time.time()
+        await self._redis.set(self._job_key(job.id), job.model_dump_json())
+        return job
+
+    async def get(self, job_id: str) -> JobRecord:
+        raw = await self._redis.get(self._job_key(job_id))
+        if raw is None:
+            raise JobNotFoundError(f"no training job `{job_id[:80]}`; `bothbot tune list` shows the known jobs")
+        return JobRecord.model_validate_json(raw)
+
+    async def recent(self, limit: int = 50) -> list[JobRecord]:
+        ids = cast(list[str], await self._redis.zrevrange(self._state.key("tune", "jobs"), 0, limit - 1))
+        jobs = []
+        for job_id in ids:
+            try:
+                jobs.append(await self.get(job_id))
+            except JobNotFoundError:
+                continue
+        return jobs
+
+    async def add_event(self, job_id: str, event: JobEvent) -> str:
+        entry_id = await self._redis.xadd(self._events_key(job_id), {"event": event.model_dump_json()})
+        return str(entry_id)
+
+    async def events(
+        self, job_id: str, after: str = "0-0", *, block_ms: int | None = None, count: int = 500
+    ) -> list[tuple[str, JobEvent]]:
+        """Events after stream id ``after``; with ``block_ms``, wait up to that long for a new one."""
+        reply = await self._redis.xread({self._events_key(job_id): after}, count=count, block=block_ms)
+        out: list[tuple[str, JobEvent]] = []
+        for _stream, entries in cast(list[tuple[str, list[tuple[str, dict[str, str]]]]], reply or []):
+            for entry_id, fields in entries:
+                out.append((entry_id, JobEvent.model_validate_json(fields["event"])))
+        return out
+
+
+class TrainingBackend(Protocol):
+    """What ``bothbot tune`` needs from a training backend.
+
+    ``start`` begins the job (upload, create, or launch a worker) and returns the record with its
+    status; ``refresh`` brings the record up to date (poll a provider, notice a dead worker) and
+    appends any new events to the store; ``cancel`` asks the job to stop. Progress belongs in the
+    record and in events, so any process can follow.
+    """
+
+    name: ClassVar[str]
+
+    async def start(self, job: JobRecord, store: JobStore) -> JobRecord: ...
+
+    async def refresh(self, job: JobRecord, store: JobStore) -> JobRecord: ...
+
+    async def cancel(self, job: JobRecord, store: JobStore) -> JobRecord: ...
+
+    async def aclose(self) -> None: ...
+
+
+def backend_names() -> Sequence[str]:
+    return tuple(BACKENDS)
+
+
+def load_backend(name: str, settings: Settings) -> TrainingBackend:
+    """The backend called ``name``, imported on first use; ``ValueError`` names the known ones."""
+    target = BACKENDS.get(name)
+    if target is None:
+        raise ValueError(f"unknown training backend {name!r}; known: {', '.join(BACKENDS)}")
+    module_name, class_name = target.split(":")
+    module = importlib.import_module(module_name)
+    backend_cls = getattr(module, class_name)
+    return cast(TrainingBackend, backend_cls(settings))
