@@ -72,6 +72,16 @@ class QuestionSet:
     problems: tuple[LineProblem, ...] = field(default=())
 
 
+def prompt_question(item: QuestionItem) -> str:
+    """The user message for an item: the question, and the allowed answers when the set has choices.
+
+    Training data and evaluation both call this, so a model is trained on the message it is judged on.
+    """
+    if not item.choices:
+        return item.question
+    return f"{item.question}\n\nAnswer with one of: {', '.join(item.choices)}; then explain briefly."
+
+
 def question_id(question: str) -> str:
     """A stable id for a question without one: the first 12 hex digits of its SHA-1."""
     return hashlib.sha1(question.strip().encode("utf-8")).hexdigest()[:12]
