@@ -62,7 +62,7 @@ async def serve(settings: Settings, platforms: Sequence[str], *, stop: asyncio.E
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
-    runtime = await Runtime.start(settings)
+    runtime = await Runtime.start(settings, serve_ingest=True)
     try:
         for line in runtime.describe():
             log.info("%s", line)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from bot.experiments import EXPERIMENT_FIELD, Experiment
 from bot.model_client import ModelRouter
 from bot.settings import Settings
 from bot.state import StateStore
@@ -19,6 +20,7 @@ class ChannelSettings:
     kbs: tuple[str, ...]
     thread_followups: bool
     reply_mode: ReplyMode
+    experiment: Experiment | None = None  # a running experiment: its arms override profile and retrieval
 
 
 class ChannelConfig:
@@ -55,4 +57,5 @@ class ChannelConfig:
             kbs=kbs,
             thread_followups=followups,
             reply_mode=reply_mode,
+            experiment=Experiment.from_json(overrides.get(EXPERIMENT_FIELD)),
         )

@@ -113,7 +113,7 @@ async def _chat(args: argparse.Namespace, settings: Settings) -> int:
     from adapters.console.chat import run_chat
     from bot.runtime import Runtime
 
-    runtime = await Runtime.start(settings)
+    runtime = await Runtime.start(settings, serve_ingest=True)
     try:
         interactive = sys.stdin.isatty()
         banner = runtime.describe()

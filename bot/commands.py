@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from bot.channels import ChannelConfig
+from bot.evaluation.feedback import tally_feedback
+from bot.experiments import ARM_SYNTAX, Experiment, ExperimentError, Experiments, parse_arms
 from bot.messages import IncomingMessage
 from bot.model_client import ModelRouter
 from bot.profiles import TOML_ORIGIN, retirement_warning
@@ -32,6 +34,8 @@ USAGE = {
     "reset": "reset — forget this conversation",
     "status": "status — this channel's settings and knowledge base size",
     "audit": "audit — recent setting changes in this channel",
+    "experiment": "experiment [start ARM ARM … | stop] — show this channel's experiment with 👍 rates per arm, "
+    f"or start/stop one (admin); an arm is {ARM_SYNTAX}, e.g. `experiment start tuned base:norag`",
 }
 ASK_COMMAND = "ask"
 
@@ -77,6 +81,7 @@ class CommandRunner:
         self._channels = channels
         self._router = router
         self._knowledge = knowledge
+        self._experiments = Experiments(settings, state)
         self._handlers: dict[str, Callable[[IncomingMessage, list[str]], Awaitable[CommandResult]]] = {
             "help": self._help,
             "model": self._model,
@@ -88,6 +93,7 @@ class CommandRunner:
             "reset": self._reset,
             "status": self._status,
             "audit": self._audit,
+            "experiment": self._experiment,
         }
 
     async def run(self, msg: IncomingMessage, name: str, args: list[str]) -> CommandResult:
@@ -134,7 +140,8 @@ class CommandRunner:
             if channel.profile is None:
                 return CommandResult("This channel has no model: answers are retrieval-only.")
             model = self._router.profiles[channel.profile].model
-            return CommandResult(f"This channel uses profile `{channel.profile}` (model `{model}`).")
+            running = f" An experiment is running here: {channel.experiment.label}." if channel.experiment else ""
+            return CommandResult(f"This channel uses profile `{channel.profile}` (model `{model}`).{running}")
         target = args[0]
         if target not in self._router.profiles:
             known = ", ".join(f"`{p}`" for p in sorted(self._router.profiles)) or "none configured"
@@ -142,6 +149,12 @@ class CommandRunner:
         refusal = self._need_admin(msg, "switch this channel's model")
         if refusal:
             return refusal
+        if channel.experiment:
+            return CommandResult(
+                f"An experiment is running here ({channel.experiment.label}); stop it with `experiment stop` "
+                "before switching the model. Nothing was changed.",
+                refused=True,
+            )
         await self._change(msg, "profile", channel.profile or "", target)
         model = self._router.profiles[target].model
         return CommandResult(
@@ -169,6 +182,9 @@ class CommandRunner:
                     f"• knowledge bases: {', '.join(channel.kbs)} ({chunks} chunks)",
                     f"• thread follow-ups: {'on' if channel.thread_followups else 'off'}; "
                     f"reply mode: {channel.reply_mode}",
+                    *([f"• experiment: {channel.experiment.label} since {_when(channel.experiment.started_at)} "
+                       "— new conversations are split between these arms; see `experiment`"]
+                      if channel.experiment else []),
                     f"• this conversation: {turns} turn{'' if turns == 1 else 's'} remembered",
                     f"• state: {state}",
                     *([warning] if warning else []),
@@ -181,7 +197,7 @@ class CommandRunner:
         if not entries:
             return CommandResult("No setting changes recorded for this channel.")
         lines = [
-            f"• {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(e.at))} {e.who}: "
+            f"• {_when(e.at)} {e.who}: "
             f"{e.setting} `{e.before or '-'}` → `{e.after or '-'}`"
             for e in entries
         ]
@@ -190,6 +206,62 @@ class CommandRunner:
     async def _reset(self, msg: IncomingMessage, args: list[str]) -> CommandResult:
         forgot = await self._state.forget(msg.conversation_key)
         return CommandResult("Forgot this conversation." if forgot else "Nothing to forget in this conversation.")
+
+    # --- experiments ----------------------------------------------------------------------------
+
+    async def _experiment(self, msg: IncomingMessage, args: list[str]) -> CommandResult:
+        action = args[0].lower() if args else "show"
+        if action == "show" and len(args) <= 1:
+            return await self._experiment_show(msg)
+        if action == "stop" and len(args) == 1:
+            refusal = self._need_admin(msg, "stop an experiment")
+            if refusal:
+                return refusal
+            try:
+                stopped = await self._experiments.stop(msg.channel_key, _who(msg))
+            except ExperimentError as exc:
+                return CommandResult(str(exc), refused=True)
+            profile = stopped.before_profile or "its default profile"
+            return CommandResult(
+                f"Stopped experiment `{stopped.id}`; this channel is back on {profile}.\n"
+                + await self._experiment_results(stopped)
+            )
+        if action != "start":
+            return CommandResult(usage_line("experiment"), refused=True)
+        refusal = self._need_admin(msg, "start an experiment")
+        if refusal:
+            return refusal
+        try:
+            arms = parse_arms(args[1:], self._router.profiles)
+            experiment = await self._experiments.start(msg.channel_key, arms, _who(msg))
+        except ExperimentError as exc:
+            return CommandResult(str(exc), refused=True)
+        return CommandResult(
+            f"Started experiment `{experiment.id}`: new conversations here are split between "
+            f"{', '.join(f'`{a.label}`' for a in arms)} (sticky per thread). "
+            "Conversations begun before keep the channel's model. See the numbers with `experiment`; "
+            "end it with `experiment stop`."
+        )
+
+    async def _experiment_show(self, msg: IncomingMessage) -> CommandResult:
+        running = (await self._channels.get(msg.channel_key)).experiment
+        if running is not None:
+            head = (
+                f"Experiment `{running.id}` running since {_when(running.started_at)} "
+                f"(started by {running.started_by})"
+            )
+            return CommandResult(f"{head}:\n{await self._experiment_results(running)}")
+        last = await self._experiments.last_stopped(msg.channel_key)
+        if last is None:
+            return CommandResult(f"No experiment in this channel. {usage_line('experiment')}")
+        return CommandResult(
+            f"No experiment running. The last one, `{last.id}`, ran {_when(last.started_at)} → "
+            f"{_when(last.stopped_at or last.started_at)}:\n{await self._experiment_results(last)}"
+        )
+
+    async def _experiment_results(self, experiment: Experiment) -> str:
+        tallies = await tally_feedback(self._state, experiment=experiment)
+        return "\n".join(f"• {t.group.removeprefix('arm ')}: {t.summary()}" for t in tallies)
 
     # --- changes (admin) -------------------------------------------------------------------
 
@@ -257,12 +329,20 @@ class CommandRunner:
 
     async def _change(self, msg: IncomingMessage, field: str, before: str, after: str) -> None:
         await self._state.set_channel_value(msg.channel_key, field, after)
-        who = f"{msg.platform}:{msg.user}" + (f" ({msg.user_name})" if msg.user_name else "")
         await self._state.audit(
-            who=who,
+            who=_who(msg),
             channel=msg.channel_key,
             setting=field,
             before=before,
             after=after,
             max_entries=self._settings.audit_max_entries,
         )
+
+
+def _who(msg: IncomingMessage) -> str:
+    """The caller as the audit stream names them: ``slack:U123 (Ann)``."""
+    return f"{msg.platform}:{msg.user}" + (f" ({msg.user_name})" if msg.user_name else "")
+
+
+def _when(at: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(at))

@@ -13,6 +13,7 @@ from typing import Any
 
 from bot.channels import ChannelConfig, ChannelSettings
 from bot.commands import ASK_COMMAND, CommandRunner, command_rest, split_command
+from bot.experiments import Arm, arm_for_turn
 from bot.messages import (
     AnswerKind,
     Citation,
@@ -47,6 +48,8 @@ EMPTY_KB = (
     "Add documents with `bothbot ingest PATH` (a folder of Markdown, text, HTML or PDF files)."
 )
 NO_MATCH = "I don't know: nothing in the knowledge base matches this question closely enough."
+TRACE_PASSAGE_CHARS = 4000
+"""A shown passage's text is kept in the trace up to this length (chunks are far shorter by default)."""
 
 
 class Engine:
@@ -106,14 +109,16 @@ class Engine:
             return
         started = time.perf_counter()
         channel = await self.channels.get(msg.channel_key)
+        history = await self.state.history(msg.conversation_key)
+        arm = self._arm(channel, msg.conversation_key, history)
+        profile_name = arm.profile if arm else channel.profile
+        rag = channel.rag if arm is None or arm.rag is None else arm.rag
         found = SearchResult(passages=())
         shown: tuple[Passage, ...] = ()
-        if channel.rag:
+        if rag:
             yield Status("Searching the knowledge base…")
             scope = SearchScope(kbs=channel.kbs, channel=None if msg.is_direct else msg.scope_key)
             found, shown = await retrieve_for_prompt(self.knowledge, question, scope, settings.retrieval.top_k)
-        history = await self.state.history(msg.conversation_key)
-        profile_name = channel.profile
         client = self.router.client(profile_name) if profile_name else None
         profile = self.router.profiles.get(profile_name) if profile_name else None
         trace: dict[str, Any] = {
@@ -121,19 +126,22 @@ class Engine:
             "platform": msg.platform,
             "channel": msg.channel_key,
             "thread": msg.thread,
+            "conversation": msg.conversation_key,
             "user": msg.user,
             "profile": profile_name,
             "model": profile.model if profile else None,
-            "rag": channel.rag,
+            "experiment": channel.experiment.id if arm and channel.experiment else None,
+            "arm": arm.label if arm else None,
+            "rag": rag,
             "chunk_ids": [p.chunk_id for p in found.passages],
             "created_at": time.time(),
         }
 
-        empty_kb = channel.rag and found.empty and await self.knowledge.count(list(channel.kbs)) == 0
+        empty_kb = rag and found.empty and await self.knowledge.count(list(channel.kbs)) == 0
         turn = _Turn(msg, trace, trace_id, started, shown, empty_kb)
         if client is None or profile is None:
             reason = "no model is configured" if profile is None else f"profile `{profile_name}` has no endpoint"
-            async for event in self._without_model(turn, channel.rag, reason):
+            async for event in self._without_model(turn, rag, reason):
                 yield event
             return
         yield Status(f"Writing an answer with {profile_name}…")
@@ -142,14 +150,24 @@ class Engine:
             question=question,
             passages=turn.passages,
             history=history_within(history, settings.history_token_budget),
-            rag=channel.rag,
+            rag=rag,
         )
         async for event in self._with_model(turn, client, messages):
             yield event
 
+    def _arm(self, channel: ChannelSettings, conversation_key: str, history: list[Turn]) -> Arm | None:
+        """The experiment arm answering this conversation, if any; an arm whose profile is gone is skipped."""
+        arm = arm_for_turn(channel.experiment, conversation_key, history)
+        if arm is not None and arm.profile not in self.router.profiles:
+            log.warning("experiment arm %s names an unknown profile; using the channel's profile", arm.label)
+            return None
+        return arm
+
     async def _without_model(self, turn: _Turn, rag: bool, reason: str) -> AsyncIterator[ReplyEvent]:
         if turn.passages:
-            text = retrieval_only_text(turn.passages, reason)
+            text = retrieval_only_text(
+                turn.passages, reason, turn.trace["question"], language=self.settings.retrieval.language
+            )
             kind: AnswerKind = "retrieval_only"
         elif not rag:
             text = (
@@ -241,15 +259,22 @@ class Engine:
             latency_ms=round((time.perf_counter() - turn.started) * 1000, 1),
             usage=None if usage is None else {"prompt": usage.prompt_tokens, "completion": usage.completion_tokens},
             answer_chars=len(text),
+            answer=text,
+            citations=[_citation_record(c) for c in citations],
+            context=[_passage_record(p) for p in turn.passages],
         )
-        if save:
-            await self.state.append_turns(
-                turn.msg.conversation_key,
-                [Turn("user", trace["question"]), Turn("assistant", text)],
-                max_turns=s.history_max_turns,
-                ttl_seconds=s.history_ttl_seconds,
-            )
-        await self.state.save_trace(turn.trace_id, trace, s.trace_ttl_seconds)
+        turns = (
+            [Turn("user", trace["question"]), Turn("assistant", text, experiment=trace["experiment"])] if save else []
+        )
+        await self.state.save_answer(
+            turn.trace_id,
+            trace,
+            trace_ttl_seconds=s.trace_ttl_seconds,
+            conversation_key=turn.msg.conversation_key,
+            turns=turns,
+            max_turns=s.history_max_turns,
+            history_ttl_seconds=s.history_ttl_seconds,
+        )
         return FinalAnswer(
             text=text,
             kind=kind,
@@ -272,3 +297,24 @@ class _Turn:
     started: float
     passages: tuple[Passage, ...]
     empty_kb: bool
+
+
+def _citation_record(citation: Citation) -> dict[str, Any]:
+    return {
+        "index": citation.index,
+        "source": citation.source,
+        "title": citation.title,
+        "heading": citation.heading,
+        "chunk_id": citation.chunk_id,
+    }
+
+
+def _passage_record(passage: Passage) -> dict[str, Any]:
+    """A passage the model was shown, as kept in the trace (text bounded by TRACE_PASSAGE_CHARS)."""
+    return {
+        "chunk_id": passage.chunk_id,
+        "source": passage.source,
+        "title": passage.title,
+        "heading": passage.heading,
+        "text": passage.text[:TRACE_PASSAGE_CHARS],
+    }

@@ -9,6 +9,7 @@ key (``api_key_env``) or uses ``OPENAI_API_KEY`` like any profile.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -17,6 +18,7 @@ from typing import Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from bot.experiments import ExperimentError, Experiments
 from bot.model_client import ModelRouter
 from bot.settings import ModelProfile, Settings
 from bot.state import StateStore
@@ -161,20 +163,28 @@ class ProfileRegistry:
     async def unregister(self, name: str, *, force: bool = False, who: str = "cli") -> list[str]:
         """Remove a registered profile; returns the channels moved back to their default profile.
 
-        Refused while a channel uses it, unless ``force``: those channels go back to their default,
-        each change audited.
+        Refused while a channel or a running experiment uses it, unless ``force``: those experiments
+        are stopped and those channels go back to their default, each change audited.
         """
         if name in self._settings.profiles:
             raise ProfileError(f"`{name}` comes from bothbot.toml; remove it there, not with unregister.")
         if not await self._state.redis.hexists(self._key, name):
             raise ProfileError(f"no registered profile `{name[:80]}`.")
+        experiments = Experiments(self._settings, self._state)
+        running = await experiments.using_profile(name)
         channels = await self.channels_using(name)
-        if channels and not force:
-            listed = ", ".join(channels[:10]) + (" …" if len(channels) > 10 else "")
+        if (channels or running) and not force:
+            users = sorted({*channels, *(f"{e.channel} (experiment {e.label})" for e in running)})
+            listed = ", ".join(users[:10]) + (" …" if len(users) > 10 else "")
             raise ProfileError(
-                f"`{name}` is in use by {len(channels)} channel(s): {listed}. Switch them to another profile "
-                "first, or add --force to move them back to their default profile."
+                f"`{name}` is in use by {len(users)} channel(s): {listed}. Switch them to another profile "
+                "and stop those experiments first, or add --force to stop the experiments and move the "
+                "channels back to their default profile."
             )
+        for experiment in running:
+            with contextlib.suppress(ExperimentError):  # already stopped by someone else meanwhile
+                await experiments.stop(experiment.channel, who)
+        channels = await self.channels_using(name) if running else channels
         for channel in channels:
             await self._state.set_channel_value(channel, "profile", None)
             await self._state.audit(

@@ -12,6 +12,7 @@ from typing import Literal
 from bot.messages import Citation
 from bot.state import Turn
 from retrieval.api import KnowledgeBase, Passage, SearchResult, SearchScope
+from retrieval.excerpt import best_window
 
 DEFAULT_SYSTEM_PROMPT = "You are bothbot, a helpful assistant for a team. Be concise."
 SOURCES_NOTE = (
@@ -70,9 +71,14 @@ def citations_for(passages: Sequence[Passage]) -> tuple[Citation, ...]:
     )
 
 
+def cited_numbers(answer: str) -> frozenset[int]:
+    """The source numbers an answer refers to as ``[n]``."""
+    return frozenset(int(n) for n in _CITE_RE.findall(answer))
+
+
 def cited(citations: Sequence[Citation], answer: str) -> tuple[Citation, ...]:
     """The citations the answer refers to by ``[n]``; all of them when it refers to none."""
-    used = {int(n) for n in _CITE_RE.findall(answer)}
+    used = cited_numbers(answer)
     picked = tuple(c for c in citations if c.index in used)
     return picked or tuple(citations)
 
@@ -145,11 +151,15 @@ def build_messages(
     return messages
 
 
-def retrieval_only_text(passages: Sequence[Passage], reason: str) -> str:
+def retrieval_only_text(
+    passages: Sequence[Passage], reason: str, question: str = "", *, language: str = "english"
+) -> str:
+    """The best passages with their source and heading, each cut to the sentences that match the
+    question best (``retrieval.excerpt``), "…" where cut."""
     lines = [f"Retrieval-only answer ({reason}). The most relevant passages:"]
     for i, p in enumerate(passages[:RETRIEVAL_ONLY_PASSAGES], start=1):
-        snippet = " ".join(p.text.split())
-        if len(snippet) > SNIPPET_CHARS:
-            snippet = snippet[: SNIPPET_CHARS - 1].rstrip() + "…"
-        lines.append(f"\n[{i}] {where(p.title or p.source, p.heading)}\n> {snippet}")
+        snippet = best_window(p.text, question, language=language, max_chars=SNIPPET_CHARS)
+        place = where(p.title or p.source, p.heading)
+        source = f" ({p.source})" if p.source and p.source != place else ""
+        lines.append(f"\n[{i}] {place}{source}\n> {snippet}")
     return "\n".join(lines)

@@ -10,7 +10,9 @@ from bot.model_client import ModelRouter
 from bot.settings import Settings
 from bot.state import StateStore, connect_redis
 from retrieval.api import KnowledgeBase
-from retrieval.factory import open_knowledge_base
+from retrieval.errors import RetrievalError
+from retrieval.factory import RetrievalService, open_knowledge_base
+from retrieval.handoff import IngestHandoffServer, socket_path
 
 log = logging.getLogger(__name__)
 
@@ -22,9 +24,12 @@ class Runtime:
     knowledge: KnowledgeBase
     router: ModelRouter
     engine: Engine
+    handoff: IngestHandoffServer | None = None
 
     @classmethod
-    async def start(cls, settings: Settings) -> Runtime:
+    async def start(cls, settings: Settings, *, serve_ingest: bool = False) -> Runtime:
+        """Open everything; with ``serve_ingest``, a bot process that opened the embedded store also takes
+        ``bothbot ingest`` runs handed to it over a local socket (see ``retrieval.handoff``)."""
         redis, in_process = connect_redis(settings.redis_url, f"bothbot:{settings.redis_prefix}")
         state = StateStore(redis, settings.redis_prefix, in_process=in_process)
         try:
@@ -43,7 +48,20 @@ class Runtime:
             max_retries=settings.model_max_retries,
         )
         engine = Engine(settings, state, knowledge, router)
-        return cls(settings=settings, state=state, knowledge=knowledge, router=router, engine=engine)
+        runtime = cls(settings=settings, state=state, knowledge=knowledge, router=router, engine=engine)
+        if serve_ingest and not settings.qdrant_url and isinstance(knowledge, RetrievalService):
+            await runtime._serve_ingest(knowledge)
+        return runtime
+
+    async def _serve_ingest(self, knowledge: RetrievalService) -> None:
+        handoff = IngestHandoffServer(knowledge, socket_path(self.settings.data_dir))
+        try:
+            await handoff.start()
+        except (RetrievalError, OSError) as exc:  # the bot still answers; ingest then waits for the store
+            log.warning("`bothbot ingest` cannot hand documents to this process: %s", exc)
+            return
+        self.handoff = handoff
+        log.info("`bothbot ingest` hands its work to this process (socket %s)", handoff.path)
 
     def describe(self) -> list[str]:
         """One line each on where state, knowledge and models live, for the start-up banner."""
@@ -61,6 +79,8 @@ class Runtime:
         return [state, knowledge, model]
 
     async def aclose(self) -> None:
+        if self.handoff is not None:
+            await self.handoff.aclose()
         await self.router.aclose()
         await self.knowledge.aclose()
         await self.state.aclose()

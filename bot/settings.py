@@ -177,6 +177,10 @@ class Settings(BaseSettings):
     )
     model_timeout_seconds: float = Field(default=30.0, gt=0, le=600, description="Per model request.")
     model_max_retries: int = Field(default=2, ge=0, le=10, description="Retries on 429/5xx/timeouts.")
+    tune_poll_seconds: float = Field(
+        default=10.0, gt=0, le=600,
+        description="How often `bothbot tune follow` asks a hosted fine-tuning API about a job (openai backend).",
+    )
 
     # --- conversation ---
     rag_default: bool = Field(default=True, description="Retrieval on for channels nobody has switched.")

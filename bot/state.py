@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -34,11 +35,28 @@ end
 return 0
 """
 
+# One 👍/👎 per user on a trace, and the trace's running vote counts (plain integers, so they stay
+# JSON like every trace field): a changed vote moves one count, a repeated one moves nothing.
+_FEEDBACK_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+local was = old and string.match(old, '"value":%s*"(%a+)"')
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+if was ~= ARGV[3] then
+  if was == 'up' or was == 'down' then redis.call('HINCRBY', KEYS[1], 'votes_' .. was, -1) end
+  redis.call('HINCRBY', KEYS[1], 'votes_' .. ARGV[3], 1)
+end
+return 1
+"""
+
+_READ_BATCH = 500
+
 
 @dataclass(frozen=True, slots=True)
 class Turn:
     role: str  # "user" | "assistant"
     content: str
+    experiment: str | None = None  # on an assistant turn: the experiment whose arm answered it
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +101,7 @@ class StateStore:
         self.prefix = prefix
         self.in_process = in_process
         self._rate_limit = redis.register_script(_RATE_LIMIT_LUA)
+        self._feedback = redis.register_script(_FEEDBACK_LUA)
 
     def key(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
@@ -123,7 +142,14 @@ class StateStore:
         for item in raw:
             try:
                 data = json.loads(item)
-                turns.append(Turn(role=str(data["role"]), content=str(data["content"])))
+                experiment = data.get("experiment")
+                turns.append(
+                    Turn(
+                        role=str(data["role"]),
+                        content=str(data["content"]),
+                        experiment=None if experiment is None else str(experiment),
+                    )
+                )
             except (ValueError, KeyError, TypeError):
                 log.warning("skipping a malformed history entry in %s", conversation_key)
         return turns
@@ -134,27 +160,67 @@ class StateStore:
     async def append_turns(
         self, conversation_key: str, turns: Sequence[Turn], *, max_turns: int, ttl_seconds: int
     ) -> None:
+        pipe = self.redis.pipeline(transaction=True)
+        self._queue_turns(pipe, conversation_key, turns, max_turns=max_turns, ttl_seconds=ttl_seconds)
+        await pipe.execute()
+
+    def _queue_turns(
+        self, pipe: Pipeline, conversation_key: str, turns: Sequence[Turn], *, max_turns: int, ttl_seconds: int
+    ) -> None:
         key = self.key("history", conversation_key)
         if max_turns <= 0:
-            await self.redis.delete(key)
+            pipe.delete(key)
             return
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.rpush(key, *(json.dumps({"role": t.role, "content": t.content}) for t in turns))
+        rows = []
+        for t in turns:
+            row = {"role": t.role, "content": t.content}
+            if t.experiment is not None:
+                row["experiment"] = t.experiment
+            rows.append(json.dumps(row))
+        pipe.rpush(key, *rows)
         pipe.ltrim(key, -2 * max_turns, -1)
         pipe.expire(key, ttl_seconds)
-        await pipe.execute()
 
     async def forget(self, conversation_key: str) -> bool:
         return bool(await self.redis.delete(self.key("history", conversation_key)))
 
     # --- traces and feedback -------------------------------------------------------------------
 
-    async def save_trace(self, trace_id: str, trace: Mapping[str, Any], ttl_seconds: int) -> None:
-        key = self.key("trace", trace_id)
+    def trace_index(self, channel: str | None = None) -> str:
+        """The sorted set of trace ids by creation time: one per channel, one for all channels."""
+        return self.key("traces", "channel", channel) if channel else self.key("traces", "all")
+
+    async def save_answer(
+        self,
+        trace_id: str,
+        trace: Mapping[str, Any],
+        *,
+        trace_ttl_seconds: int,
+        conversation_key: str | None = None,
+        turns: Sequence[Turn] = (),
+        max_turns: int = 0,
+        history_ttl_seconds: int = 0,
+    ) -> None:
+        """Every write of one answer in one transaction: history turns (when given), the trace, and the
+        trace's place in the channel and global time indexes, each index trimmed to the trace TTL.
+
+        ``trace`` must hold ``channel`` and ``created_at`` (seconds since the epoch).
+        """
+        created_at = float(trace["created_at"])
         pipe = self.redis.pipeline(transaction=True)
+        if conversation_key is not None and turns:
+            self._queue_turns(pipe, conversation_key, turns, max_turns=max_turns, ttl_seconds=history_ttl_seconds)
+        key = self.key("trace", trace_id)
         pipe.hset(key, mapping={k: json.dumps(v) for k, v in trace.items()})
-        pipe.expire(key, ttl_seconds)
+        pipe.expire(key, trace_ttl_seconds)
+        for index in (self.trace_index(str(trace["channel"])), self.trace_index()):
+            pipe.zadd(index, {trace_id: created_at})
+            pipe.zremrangebyscore(index, "-inf", f"({created_at - trace_ttl_seconds}")
+            pipe.expire(index, trace_ttl_seconds)
         await pipe.execute()
+
+    async def save_trace(self, trace_id: str, trace: Mapping[str, Any], ttl_seconds: int) -> None:
+        await self.save_answer(trace_id, trace, trace_ttl_seconds=ttl_seconds)
 
     async def load_trace(self, trace_id: str) -> dict[str, Any] | None:
         raw = cast(dict[str, str], await self.redis.hgetall(self.key("trace", trace_id)))
@@ -162,14 +228,45 @@ class StateStore:
             return None
         return {k: json.loads(v) for k, v in raw.items()}
 
+    async def trace_ids(
+        self, *, channel: str | None = None, since: float | None = None, until: float | None = None
+    ) -> list[str]:
+        """Ids of the traces created in [since, until], oldest first (all channels when ``channel`` is None)."""
+        low = "-inf" if since is None else repr(since)
+        high = "+inf" if until is None else repr(until)
+        return cast(list[str], await self.redis.zrangebyscore(self.trace_index(channel), low, high))
+
+    async def load_traces(
+        self, trace_ids: Sequence[str], fields: Sequence[str] | None = None
+    ) -> list[dict[str, Any] | None]:
+        """Many traces in pipelined batches, in order; None for an expired one.
+
+        With ``fields``, only those (absent ones are None): cheaper than whole traces with their passages.
+        """
+        found: list[dict[str, Any] | None] = []
+        for start in range(0, len(trace_ids), _READ_BATCH):
+            batch = trace_ids[start : start + _READ_BATCH]
+            pipe = self.redis.pipeline(transaction=False)
+            for trace_id in batch:
+                if fields:
+                    pipe.hmget(self.key("trace", trace_id), list(fields))
+                else:
+                    pipe.hgetall(self.key("trace", trace_id))
+            for raw in await pipe.execute():
+                found.append(_decode_trace(raw, fields))
+        return found
+
     async def record_feedback(self, trace_id: str, user: str, value: str) -> bool:
-        """Store ``value`` from ``user`` on an existing trace; False when the trace is unknown/expired."""
-        key = self.key("trace", trace_id)
-        if not await self.redis.exists(key):
-            return False
+        """Store ``value`` from ``user`` on an existing trace; False when the trace is unknown/expired.
+
+        One vote per user: voting again replaces the earlier vote. The trace's ``votes_up`` and
+        ``votes_down`` counts follow, atomically.
+        """
         feedback = {"user": user, "value": value, "at": time.time()}
-        await self.redis.hset(key, f"feedback:{user}", json.dumps(feedback))
-        return True
+        stored = await self._feedback(
+            keys=[self.key("trace", trace_id)], args=[f"feedback:{user}", json.dumps(feedback), value]
+        )
+        return bool(stored)
 
     # --- audit -----------------------------------------------------------------------------------
 
@@ -199,3 +296,13 @@ class StateStore:
         if channel is not None:
             entries = [e for e in entries if e.channel == channel]
         return entries[:count]
+
+
+def _decode_trace(raw: Any, fields: Sequence[str] | None) -> dict[str, Any] | None:
+    if fields:
+        values = cast(list[str | None], raw)
+        if all(v is None for v in values):
+            return None
+        return {name: None if v is None else json.loads(v) for name, v in zip(fields, values, strict=True)}
+    mapping = cast(dict[str, str], raw)
+    return {k: json.loads(v) for k, v in mapping.items()} if mapping else None

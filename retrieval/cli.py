@@ -4,20 +4,27 @@ The bot's CLI calls ``register(subparsers)``; each sub-command sets ``retrieval_
 ``async def handler(args, env) -> int`` that the bot awaits with the resolved environment.
 Exit codes: 0 done; 1 done but some files could not be read; 2 bad arguments or data;
 3 the embedded store is held by another process.
+
+With the embedded store, ``bothbot ingest`` first offers the work to a running bot that owns the
+store (``retrieval.handoff``); with no bot reachable it opens the store itself, waiting for it.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
 
+from tqdm import tqdm
+
 from retrieval.api import DEFAULT_KB
 from retrieval.config import RetrievalEnvironment
 from retrieval.errors import RetrievalError, StoreLockedError
-from retrieval.evaluate import evaluate, format_rows, load_beir, load_pubmedqa
+from retrieval.evaluate import evaluate, format_rows, load_beir, load_pubmedqa, load_questions
 from retrieval.factory import open_knowledge_base
+from retrieval.handoff import IngestRequest, hand_off
 from retrieval.ingest import ScopeError, parse_scope
 from retrieval.loaders import LoadOptions
 from retrieval.search import SearchMode
@@ -79,7 +86,25 @@ def register_eval(targets: argparse._SubParsersAction[argparse.ArgumentParser]) 
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--beir", type=Path, metavar="DIR", help="corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv")
     source.add_argument("--pubmedqa", type=Path, metavar="DIR", help="folder holding PubMedQA's ori_pqal.json")
-    parser.add_argument("--split", default="test", help="qrels split (default: %(default)s)")
+    source.add_argument(
+        "--questions",
+        type=Path,
+        metavar="FILE",
+        help="JSON Lines of questions, each with the 'source' and 'heading' that answer it (needs --corpus)",
+    )
+    parser.add_argument(
+        "--corpus",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="PATH",
+        help="with --questions: files or folders to ingest, named as `bothbot ingest` names them (repeat)",
+    )
+    parser.add_argument(
+        "--split",
+        default="test",
+        help="qrels split; with --questions, the rows whose 'split' is this ('all': every row) (default: %(default)s)",
+    )
     parser.add_argument(
         "--mode",
         action="append",
@@ -104,6 +129,10 @@ async def ingest_handler(args: argparse.Namespace, env: RetrievalEnvironment) ->
         return EXIT_USAGE
     wait = env.config.lock_wait_seconds if args.wait is None else args.wait
     progress = sys.stderr.isatty() if args.progress is None else bool(args.progress)
+    if env.qdrant_url is None:
+        code = await _hand_off(args, env, scope, progress)
+        if code is not None:
+            return code
     try:
         service = await open_knowledge_base(env, lock_wait=wait, on_wait=_err)
     except StoreLockedError as exc:
@@ -133,9 +162,52 @@ async def ingest_handler(args: argparse.Namespace, env: RetrievalEnvironment) ->
     return EXIT_PARTIAL if report.failures else EXIT_OK
 
 
+def _request(args: argparse.Namespace, scope: tuple[str, ...]) -> IngestRequest:
+    """The ingest arguments for the bot process: paths made absolute here (its working directory differs)."""
+    return IngestRequest(
+        paths=tuple(os.path.abspath(p) for p in args.paths),
+        kb=args.kb,
+        scope=scope,
+        prune=args.prune,
+        include=tuple(args.include),
+        exclude=tuple(args.exclude),
+        text_field=args.text_field,
+        slack_url=args.slack_url,
+    )
+
+
+async def _hand_off(
+    args: argparse.Namespace, env: RetrievalEnvironment, scope: tuple[str, ...], progress: bool
+) -> int | None:
+    """Give the ingest to the bot that owns the embedded store; None when there is none to take it."""
+    request = _request(args, scope)
+    bar = tqdm(desc=f"ingest {args.kb}", unit="doc", disable=not progress, leave=False)
+
+    def advance(documents: int) -> None:
+        bar.update(max(0, documents - bar.n))
+
+    def message(text: str) -> None:
+        bar.clear()
+        _err(text)
+
+    summary: list[str] = []
+    try:
+        code = await hand_off(env.data_dir, request, on_message=message, on_progress=advance, on_summary=summary.append)
+    finally:
+        bar.close()
+    for line in summary:
+        print(line, flush=True)
+    return code
+
+
 async def eval_handler(args: argparse.Namespace, env: RetrievalEnvironment) -> int:
     try:
-        data = load_pubmedqa(args.pubmedqa) if args.pubmedqa else load_beir(args.beir, args.split)
+        if args.questions:
+            data = load_questions(args.questions, args.corpus, args.split)
+        elif args.pubmedqa:
+            data = load_pubmedqa(args.pubmedqa)
+        else:
+            data = load_beir(args.beir, args.split)
     except (RetrievalError, OSError, KeyError, ValueError) as exc:
         _err(f"bothbot eval retrieval: cannot read the data: {exc}")
         return EXIT_USAGE
@@ -153,9 +225,11 @@ async def eval_handler(args: argparse.Namespace, env: RetrievalEnvironment) -> i
     except RetrievalError as exc:
         _err(f"bothbot eval retrieval: {exc}")
         return EXIT_USAGE
-    print(
-        f"{len(data.corpus)} documents, {len(data.queries)} queries, fusion {config.fusion}, "
-        f"chunks of {config.chunk_tokens} tokens"
-    )
+    corpus = f"{len(data.corpus)} documents" if data.corpus else "corpus " + " ".join(map(str, data.paths))
+    print(f"{corpus}, {len(data.queries)} queries, fusion {config.fusion}, chunks of {config.chunk_tokens} tokens")
     print(format_rows(data.name, rows), flush=True)
+    if data.by_section:
+        for row in rows:
+            for qid, first in row.misses:
+                print(f"  {row.mode}: {data.queries[qid]!r} -> first: {first}", flush=True)
     return EXIT_OK

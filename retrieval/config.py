@@ -45,18 +45,26 @@ class RetrievalConfig(BaseModel):
     )
     stemming: bool = Field(default=True, description="Reduce words to their stem (Snowball) before indexing.")
     stop_words: bool = Field(default=True, description="Drop the language's stop words from documents and queries.")
+    drop_question_words: bool = Field(
+        default=True,
+        description="Leave question words and filler ('how do I', 'can you tell me', 'please', @mentions) out "
+        "of a query's ranking and match check (documents keep them); a query of nothing else keeps all its words.",
+    )
 
     # Dense (optional)
-    embedder: Literal["none", "openai", "fastembed"] = Field(
+    embedder: Literal["none", "openai", "local", "fastembed"] = Field(
         default="none",
         description="Dense embedder: none (BM25 only), openai (any OpenAI-compatible /v1/embeddings), "
-        "fastembed (local ONNX model from embedding_model_path; extra 'local-embeddings').",
+        "local (all-MiniLM-L6-v2 int8 on this machine's CPU, or the ONNX model in embedding_model_path; "
+        "extra 'local-embeddings'), fastembed (a fastembed ONNX model from embedding_model_path; extra 'fastembed').",
     )
     embedding_model: str = Field(
         default="text-embedding-3-small", description="Embedding model id (openai) or model name (fastembed)."
     )
     embedding_model_path: Path | None = Field(
-        default=None, description="Local directory of the fastembed ONNX model (nothing is downloaded)."
+        default=None,
+        description="Local model directory (nothing is downloaded). local: model.onnx plus tokenizer.json or "
+        "vocab.txt of a sentence-embedding model, default the packaged all-MiniLM-L6-v2; fastembed: its ONNX model.",
     )
     embedding_base_url: str | None = Field(
         default=None, description="Embeddings endpoint; default OPENAI_BASE_URL (the bot's)."
@@ -68,6 +76,25 @@ class RetrievalConfig(BaseModel):
     embedding_batch_size: int = Field(default=64, ge=1, le=2048, description="Texts per embeddings request.")
     embedding_concurrency: int = Field(default=4, ge=1, le=64, description="Embedding requests in flight at once.")
     embedding_retries: int = Field(default=3, ge=0, le=10, description="Retries of a failed embeddings request.")
+    embedding_threads: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description="CPU threads of each local model run (embedder=local; 0: onnxruntime's default, one per core).",
+    )
+    embedding_max_tokens: int = Field(
+        default=256,
+        ge=8,
+        le=8192,
+        description="Longest text the local model reads, in its own tokens; longer chunks are truncated "
+        "(embedder=local; all-MiniLM-L6-v2 was trained up to 256).",
+    )
+    embedding_query_prefix: str = Field(
+        default="", description="Put before each question by embedder=local (e5 models: 'query: ')."
+    )
+    embedding_passage_prefix: str = Field(
+        default="", description="Put before each chunk by embedder=local (e5 models: 'passage: ')."
+    )
 
     # Search
     fusion: Literal["dbsf", "rrf"] = Field(

@@ -18,7 +18,9 @@ class Document:
     ``source`` identifies it across runs (a path relative to the ingested root, a record id or a
     permalink); ``origin`` names the ingested root it came from, so ``--prune`` knows which stored
     documents a run is responsible for. ``scope`` overrides the run's scope when the source
-    itself says who may see it (a Slack channel, a record's ``scope`` field).
+    itself says who may see it (a Slack channel, a record's ``scope`` field). ``path`` is the file
+    it was read from, resolved (plus ``#record`` within a JSON Lines file): the same file ingested
+    again under another name, knowledge base or scope replaces what was stored from it.
     """
 
     source: str
@@ -29,6 +31,7 @@ class Document:
     url: str | None = None
     scope: tuple[str, ...] | None = None
     metadata: Mapping[str, MetaValue] = field(default_factory=dict)
+    path: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,6 @@
-"""Dense embedders behind one port: an OpenAI-compatible ``/v1/embeddings`` client, or a local ONNX
-model through fastembed (optional extra ``local-embeddings``, loaded from a local path only)."""
+"""Dense embedders behind one port: an OpenAI-compatible ``/v1/embeddings`` client, a local ONNX
+sentence-embedding model (``retrieval.local_embedder``, extra ``local-embeddings``), or a local ONNX model
+through fastembed (extra ``fastembed``). Local models are read from disk only, never downloaded."""
 
 from __future__ import annotations
 
@@ -108,7 +109,7 @@ class FastEmbedEmbedder:
             from fastembed import TextEmbedding
         except ImportError:
             raise EmbeddingError(
-                "embedder=fastembed needs the optional extra: pip install 'bothbot[local-embeddings]'"
+                "embedder=fastembed needs the optional extra: pip install 'bothbot[fastembed]'"
             ) from None
         if not model_path.is_dir():
             raise EmbeddingError(f"embedding_model_path {model_path} is not a directory holding the ONNX model")
@@ -158,6 +159,20 @@ def make_embedder(env: RetrievalEnvironment, config: RetrievalConfig | None = No
             retries=cfg.embedding_retries,
             dimensions=cfg.embedding_dimensions,
         )
+    if cfg.embedder == "local":
+        from retrieval.local_embedder import LocalEmbedder, LocalModelError
+
+        try:
+            return LocalEmbedder(
+                cfg.embedding_model_path,
+                batch_size=cfg.embedding_batch_size,
+                max_tokens=cfg.embedding_max_tokens,
+                threads=cfg.embedding_threads,
+                query_prefix=cfg.embedding_query_prefix,
+                passage_prefix=cfg.embedding_passage_prefix,
+            )
+        except LocalModelError as exc:
+            raise EmbeddingError(str(exc)) from None
     if cfg.embedder == "fastembed":
         if cfg.embedding_model_path is None:
             raise EmbeddingError("embedder=fastembed needs embedding_model_path (a local model directory)")

@@ -6,6 +6,12 @@ ingested into a fresh knowledge base in a temporary directory (embedded store); 
 is searched; chunks are folded into documents (a document ranks at its best chunk). Metrics follow
 pytrec_eval/BEIR: nDCG@10 with linear gain, Recall@k, MRR@10; latency is the wall time of one
 ``search`` call (tokenise + query + payload), p50 and p99.
+
+A question file (``load_questions``) judges sections instead: each line names the question, the
+document that answers it (``source`` as ``bothbot ingest`` names it) and, optionally, the
+``heading`` of the section (the last part of the heading path, or a longer tail of it) and
+``also`` (other equally good ``{"source", "heading"}`` sections). The corpus is ingested from files
+exactly as ``bothbot ingest`` would, and a passage counts as its section.
 """
 
 from __future__ import annotations
@@ -15,11 +21,12 @@ import math
 import statistics
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from retrieval.api import SearchScope
+from retrieval.api import Passage, SearchScope
 from retrieval.config import RetrievalEnvironment
 from retrieval.documents import Document
 from retrieval.errors import RetrievalError
@@ -39,6 +46,8 @@ class EvalData:
     corpus: dict[str, tuple[str, str]]  # doc id -> (title, text)
     queries: dict[str, str]
     qrels: dict[str, dict[str, int]]  # query id -> doc id -> relevance
+    paths: tuple[Path, ...] = ()  # files to ingest instead of ``corpus`` (question files)
+    by_section: bool = False  # judge passages by "source#heading" rather than by source
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +61,8 @@ class EvalRow:
     mrr10: float
     p50_ms: float
     p99_ms: float
+    first: float = 0.0  # share of queries whose first result is relevant (Success@1)
+    misses: tuple[tuple[str, str], ...] = ()  # (query id, first result) where that was not relevant
 
 
 def _jsonl(path: Path) -> list[dict[str, object]]:
@@ -101,6 +112,54 @@ def load_pubmedqa(root: Path) -> EvalData:
     return EvalData("pubmedqa", corpus, queries, qrels)
 
 
+def section_key(source: str, heading: str | None) -> str:
+    return f"{source}#{heading}" if heading else source
+
+
+def _section_of(passage: Passage, rels: dict[str, int]) -> str:
+    """The judged unit a passage belongs to: its section when a tail of its heading path is judged."""
+    parts = [p.strip() for p in (passage.heading or "").split(" > ") if p.strip()]
+    for i in range(len(parts)):
+        key = section_key(passage.source, " > ".join(parts[i:]))
+        if key in rels:
+            return key
+    return passage.source if passage.source in rels else section_key(passage.source, passage.heading)
+
+
+def load_questions(path: Path, corpus: Sequence[Path], split: str = "all") -> EvalData:
+    """A JSON Lines question file (``question``, ``source``, optional ``heading``, ``also``, ``id``,
+    ``split``) judged against the files in ``corpus``. Rows with a ``split`` other than ``split``
+    are left out (``all`` keeps every row)."""
+    if not corpus:
+        raise DatasetError("a question file needs --corpus: the files or folders its answers are in")
+    for root in corpus:
+        if not root.exists():
+            raise DatasetError(f"{root} not found")
+    queries: dict[str, str] = {}
+    qrels: dict[str, dict[str, int]] = {}
+    for n, row in enumerate(_jsonl(path), 1):
+        if split != "all" and str(row.get("split", split)) != split:
+            continue
+        question, source = row.get("question"), row.get("source")
+        if not isinstance(question, str) or not isinstance(source, str) or not question.strip():
+            raise DatasetError(f"{path}: question {n} needs a 'question' and a 'source'")
+        qid = str(row.get("id") or n)
+        queries[qid] = question
+        judged = [(source, row.get("heading"))]
+        also: Any = row.get("also") or []
+        judged.extend((str(a.get("source", source)), a.get("heading")) for a in also if isinstance(a, dict))
+        qrels[qid] = {section_key(s, str(h) if h else None): 1 for s, h in judged}
+    if not queries:
+        raise DatasetError(f"{path}: no questions (split {split!r})")
+    return EvalData(path.stem, {}, queries, qrels, paths=tuple(corpus), by_section=True)
+
+
+def corpus_documents(data: EvalData) -> Iterator[Document]:
+    """The corpus as documents to ingest (``source`` = the document id), for this module and ``eval answers``."""
+    for did, (title, text) in data.corpus.items():
+        yield Document(source=did, title=title, text=text, format="text", origin=data.name)
+
+
 def write_beir(data: EvalData, root: Path, split: str = "test") -> None:
     """Write data in BEIR layout (used to exercise ``--beir`` with converted data)."""
     (root / "qrels").mkdir(parents=True, exist_ok=True)
@@ -136,7 +195,7 @@ def mrr_at(ranked: Sequence[str], rels: dict[str, int], k: int) -> float:
     return 0.0
 
 
-def _percentile(values: list[float], q: float) -> float:
+def percentile(values: list[float], q: float) -> float:
     if not values:
         return 0.0
     ordered = sorted(values)
@@ -165,29 +224,35 @@ async def evaluate(
         )
         service = await open_knowledge_base(fresh)
         try:
-            docs = (
-                Document(source=did, title=title, text=text, format="text", origin=data.name)
-                for did, (title, text) in data.corpus.items()
-            )
-            await service.ingest_documents(docs, kb=EVAL_KB)
+            if data.paths:
+                report = await service.ingest_paths(list(data.paths), kb=EVAL_KB)
+                documents = report.documents
+            else:
+                await service.ingest_documents(corpus_documents(data), kb=EVAL_KB)
+                documents = len(data.corpus)
             chunks = await service.count([EVAL_KB])
-            limit = min(1000, max(100, math.ceil(100 * chunks / max(1, len(data.corpus)) * 1.5)))
+            limit = min(1000, max(100, math.ceil(100 * chunks / max(1, documents) * 1.5)))
             scope = SearchScope(kbs=(EVAL_KB,))
             rows = []
             for mode in chosen:
-                scores: dict[str, list[float]] = {m: [] for m in ("ndcg10", "r1", "r10", "r100", "mrr10")}
+                scores: dict[str, list[float]] = {m: [] for m in ("ndcg10", "r1", "r10", "r100", "mrr10", "s1")}
                 latencies: list[float] = []
+                misses: list[tuple[str, str]] = []
                 for qid in judged:
                     started = time.perf_counter()
                     result = await service.search(data.queries[qid], scope, limit=limit, mode=mode)
                     latencies.append((time.perf_counter() - started) * 1000)
-                    ranked = list(dict.fromkeys(p.source for p in result.passages))[:100]
                     rels = data.qrels[qid]
+                    units = (_section_of(p, rels) if data.by_section else p.source for p in result.passages)
+                    ranked = list(dict.fromkeys(units))[:100]
                     scores["ndcg10"].append(ndcg_at(ranked, rels, 10))
                     scores["r1"].append(recall_at(ranked, rels, 1))
                     scores["r10"].append(recall_at(ranked, rels, 10))
                     scores["r100"].append(recall_at(ranked, rels, 100))
                     scores["mrr10"].append(mrr_at(ranked, rels, 10))
+                    scores["s1"].append(1.0 if ranked and rels.get(ranked[0], 0) > 0 else 0.0)
+                    if not scores["s1"][-1]:
+                        misses.append((qid, ranked[0] if ranked else "(nothing)"))
                 mean = {k: statistics.fmean(v) if v else 0.0 for k, v in scores.items()}
                 rows.append(
                     EvalRow(
@@ -198,8 +263,10 @@ async def evaluate(
                         mean["r10"],
                         mean["r100"],
                         mean["mrr10"],
-                        _percentile(latencies, 0.5),
-                        _percentile(latencies, 0.99),
+                        percentile(latencies, 0.5),
+                        percentile(latencies, 0.99),
+                        mean["s1"],
+                        tuple(misses),
                     )
                 )
             return rows
@@ -209,13 +276,14 @@ async def evaluate(
 
 def format_rows(name: str, rows: Sequence[EvalRow]) -> str:
     header = (
-        f"{'mode':<8} {'queries':>7} {'nDCG@10':>8} {'R@1':>6} {'R@10':>6} {'R@100':>6} {'MRR@10':>7} "
+        f"{'mode':<8} {'queries':>7} {'nDCG@10':>8} {'S@1':>6} {'R@1':>6} {'R@10':>6} {'R@100':>6} {'MRR@10':>7} "
         f"{'p50 ms':>7} {'p99 ms':>7}"
     )
     lines = [f"retrieval evaluation: {name}", header]
     for r in rows:
         lines.append(
-            f"{r.mode:<8} {r.queries:>7} {r.ndcg10:>8.4f} {r.recall1:>6.3f} {r.recall10:>6.3f} {r.recall100:>6.3f} "
+            f"{r.mode:<8} {r.queries:>7} {r.ndcg10:>8.4f} {r.first:>6.3f} {r.recall1:>6.3f} {r.recall10:>6.3f} "
+            f"{r.recall100:>6.3f} "
             f"{r.mrr10:>7.4f} {r.p50_ms:>7.2f} {r.p99_ms:>7.2f}"
         )
     return "\n".join(lines)

@@ -85,10 +85,14 @@ class RetrievalService:
         prune: bool = False,
         options: LoadOptions | None = None,
         progress: bool = False,
+        on_document: Callable[[int], None] | None = None,
     ) -> IngestReport:
-        """Load files/folders into a knowledge base; only changed documents cost work."""
+        """Load files/folders into a knowledge base; only changed documents cost work.
+
+        ``on_document`` is told the number of documents read so far, after each one.
+        """
         return await self._ingester.ingest_paths(
-            paths, kb=kb, scope=scope, prune=prune, options=options, progress=progress
+            paths, kb=kb, scope=scope, prune=prune, options=options, progress=progress, on_document=on_document
         )
 
     async def ingest_documents(

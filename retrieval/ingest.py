@@ -12,6 +12,11 @@ when text around it moves. Per document:
 
 ``prune`` deletes chunks whose source came from one of this run's roots but was not seen (the
 file is gone), except sources of files that failed to load this time.
+
+A file is identified by its resolved path (``Document.path``), not by the name it gets from the
+argument it was ingested through: ingested again under another name (``corpus/`` then
+``corpus/holidays.html``), knowledge base or scope, it moves — what was stored from it elsewhere is
+deleted once the new chunks are written — so it is never visible twice or where it no longer belongs.
 """
 
 from __future__ import annotations
@@ -23,10 +28,10 @@ import logging
 import multiprocessing
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +83,7 @@ class IngestReport:
     kb: str
     documents: int = 0
     documents_changed: int = 0
+    documents_moved: int = 0  # stored before under another name, knowledge base or scope: moved here
     chunks_added: int = 0
     chunks_updated: int = 0
     chunks_removed: int = 0
@@ -92,8 +98,9 @@ class IngestReport:
 
     def summary(self) -> str:
         failed = f", {len(self.failures)} failed" if self.failures else ""
+        moved = f", {self.documents_moved} moved from another name or kb" if self.documents_moved else ""
         return (
-            f"kb {self.kb!r}: {self.documents} documents ({self.documents_changed} new or changed{failed}); "
+            f"kb {self.kb!r}: {self.documents} documents ({self.documents_changed} new or changed{moved}{failed}); "
             f"chunks: {self.chunks_added} added, {self.chunks_updated} updated, {self.chunks_removed} removed, "
             f"{self.chunks_unchanged} unchanged; {self.seconds:.1f} s"
         )
@@ -127,10 +134,18 @@ class Ingester:
         prune: bool = False,
         options: LoadOptions | None = None,
         progress: bool = False,
+        on_document: Callable[[int], None] | None = None,
     ) -> IngestReport:
         roots = [p.resolve().name or str(p.resolve()) for p in paths]
-        items = _threaded(iter_documents(list(paths), options))
-        return await self.ingest(items, kb=kb, scope=scope, prune_origins=roots if prune else None, progress=progress)
+        items = _threaded(_located(paths, options))
+        return await self.ingest(
+            items,
+            kb=kb,
+            scope=scope,
+            prune_origins=roots if prune else None,
+            progress=progress,
+            on_document=on_document,
+        )
 
     async def ingest(
         self,
@@ -140,7 +155,9 @@ class Ingester:
         scope: tuple[str, ...] = (PUBLIC_SCOPE,),
         prune_origins: Sequence[str] | None = None,
         progress: bool = False,
+        on_document: Callable[[int], None] | None = None,
     ) -> IngestReport:
+        """``on_document`` is told the number of documents read so far, after each one (progress)."""
         started = time.perf_counter()
         run = _Run(self, kb, scope)
         if self.embedder is not None:
@@ -157,9 +174,13 @@ class Ingester:
                 if item.source in run.seen:
                     run.report.failures.append(LoadFailure(item.source, "duplicate source in this run; kept the first"))
                     continue
+                if item.path is not None and not await run.locate(item, item.path):
+                    continue
                 run.seen.add(item.source)
                 run.report.documents += 1
                 bar.update(1)
+                if on_document is not None:
+                    on_document(run.report.documents)
                 batch.append(item)
                 if len(batch) >= _LOAD_BATCH:
                     await run.submit(batch)
@@ -167,6 +188,8 @@ class Ingester:
             if batch:
                 await run.submit(batch)
             await run.finish()
+            await self.store.delete(run.moved)
+            run.report.chunks_removed += len(run.moved)
             if prune_origins is not None:
                 await self._prune(run.stored, run.seen, set(prune_origins), run.report)
             if run.report.chunks_written >= _OPTIMIZE_AFTER or (run.report.chunks_written and run.bulk):
@@ -241,6 +264,21 @@ class Ingester:
             gone.extend(s.id for s in states)
         await self.store.delete(gone)
         report.chunks_removed += len(gone)
+
+
+def _located(paths: Sequence[Path], options: LoadOptions | None) -> Iterator[Document | LoadFailure]:
+    """Documents of each path, each with the resolved path of the file it came from."""
+    for path in paths:
+        resolved = path.resolve()
+        # a folder's documents are named "<folder name>/<relative path>", a file's "<file name>"
+        prefix = (resolved.name or str(resolved)) + "/" if path.is_dir() else path.name
+        base = resolved.as_posix() + "/" if path.is_dir() else resolved.as_posix()
+        for item in iter_documents([path], options):
+            if isinstance(item, Document) and item.path is None and item.source.startswith(prefix):
+                rest = item.source[len(prefix) :]
+                if path.is_dir() or not rest or rest.startswith("#"):
+                    item = replace(item, path=base + rest)
+            yield item
 
 
 async def _threaded(iterator: Iterator[Document | LoadFailure]) -> AsyncIterator[Document | LoadFailure]:
@@ -326,6 +364,34 @@ class _Run:
         self.pool: ProcessPoolExecutor | None = None
         self.broken: list[ProcessPoolExecutor] = []
         self.bulk = False
+        self.by_path: dict[str, list[ChunkState]] | None = None  # stored chunks by file, every kb
+        self.paths_seen: dict[str, str] = {}  # path -> source, this run
+        self.moved: list[str] = []  # ids stored from this run's files under another kb or name
+
+    async def locate(self, doc: Document, path: str) -> bool:
+        """Note what is stored from ``doc``'s file (``path``) elsewhere, to delete; False for a file seen twice."""
+        first = self.paths_seen.setdefault(path, doc.source)
+        if first != doc.source:
+            self.report.failures.append(LoadFailure(doc.source, f"same file as {first} in this run; kept the first"))
+            return False
+        if self.by_path is None:
+            store = self.ingester.store
+            self.by_path = {}
+            states = [s for states in self.stored.values() for s in states]
+            for other in await store.kb_counts():
+                if other != self.kb:
+                    states.extend(await store.inventory(other))
+            for state in states:
+                if state.path:
+                    self.by_path.setdefault(state.path, []).append(state)
+        elsewhere = [s for s in self.by_path.get(path, ()) if (s.kb, s.source) != (self.kb, doc.source)]
+        if elsewhere:
+            self.report.documents_moved += 1
+            self.moved.extend(s.id for s in elsewhere)
+            for state in elsewhere:
+                if state.kb == self.kb:
+                    self.stored.pop(state.source, None)
+        return True
 
     async def submit(self, batch: list[Document]) -> None:
         docs: list[Document] = []

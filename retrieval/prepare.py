@@ -90,7 +90,8 @@ def _settings_key(settings: PrepareSettings) -> bytes:
 def doc_hash(settings: PrepareSettings, doc: Document, scope: tuple[str, ...], meta_json: str) -> str:
     """Changes whenever anything that ends up in the store would change."""
     h = hashlib.sha1(_settings_key(settings), usedforsecurity=False)
-    h.update("\x1f".join((doc.format, doc.title, doc.url or "", doc.origin, ",".join(scope), meta_json)).encode())
+    fields = (doc.format, doc.title, doc.url or "", doc.origin, ",".join(scope), meta_json)
+    h.update("\x1f".join((*fields, doc.path) if doc.path else fields).encode())
     h.update(b"\x1f")
     h.update(doc.text.encode())
     return h.hexdigest()
@@ -140,6 +141,8 @@ def prepare_batch(
         occurrences: dict[str, int] = {}
         scope_list = list(scope)
         doc_key = f"{kb}\x1f{','.join(scope)}\x1f{doc.source}\x1f{doc.origin}\x1f{doc.url or ''}\x1f{meta_json}"
+        if doc.path:
+            doc_key += f"\x1f{doc.path}"
         for chunk in chunk_document(doc, settings.chunk_tokens, settings.chunk_overlap):
             heading = chunk.heading
             embed_text = f"{doc.title}\n{heading}\n{chunk.text}" if heading else f"{doc.title}\n{chunk.text}"
@@ -160,6 +163,8 @@ def prepare_batch(
                 payload["heading"] = heading
             if doc.url:
                 payload["url"] = doc.url
+            if doc.path:
+                payload["path"] = doc.path
             if chunk.page is not None:
                 payload["page"] = chunk.page
             if meta:

@@ -1,9 +1,10 @@
 """Search: encode the question, query the store with the scope filter, judge the match.
 
-"No good match" (the bot says it does not know instead of guessing): nothing came back, or the
-best passage contains less than ``min_term_coverage`` of the question's topic terms (stop words
-and question words such as "how" or "does" aside), unless a dense embedder is configured and its
-best cosine similarity reaches ``min_dense_score``.
+The BM25 query is the question's topic terms (``retrieval.query``: question words, filler and
+mentions left out unless nothing else is left). "No good match" (the bot says it does not know
+instead of guessing): nothing came back, or none of the returned passages — the ones the model or
+the reader is shown — contains at least ``min_term_coverage`` of those topic terms, unless a dense
+embedder is configured and its best cosine similarity reaches ``min_dense_score``.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from typing import Any, Literal
 from retrieval.api import DEFAULT_KB, Passage, SearchResult, SearchScope
 from retrieval.config import RetrievalConfig
 from retrieval.embeddings import Embedder, EmbeddingError
+from retrieval.query import QueryAnalyzer, QueryTerms
 from retrieval.sparse import Bm25Encoder
-from retrieval.stopwords import QUESTION_WORDS
 from retrieval.store.protocol import SearchHits, VectorStore
 
 log = logging.getLogger(__name__)
@@ -32,14 +33,13 @@ class Searcher:
         self.encoder = encoder
         self.embedder = embedder
         self.config = config
-        self._ignore = frozenset(
-            tid for word in QUESTION_WORDS.get(encoder.language, ()) for tid in encoder.term_ids(word)
-        )
+        self.analyzer = QueryAnalyzer(encoder, drop_filler=config.drop_question_words)
 
     async def search(self, query: str, scope: SearchScope, limit: int = 5, mode: SearchMode = "auto") -> SearchResult:
         use_sparse = mode in ("auto", "sparse", "hybrid")
         use_dense = mode in ("dense", "hybrid") or (mode == "auto" and self.embedder is not None)
-        sparse = self.encoder.query(query) if use_sparse else None
+        terms = self.analyzer.terms(query)
+        sparse = terms.sparse() if use_sparse else None
         dense: list[float] | None = None
         if use_dense and self.embedder is not None and self.store.meta.dense_size is not None:
             try:
@@ -59,22 +59,23 @@ class Searcher:
             hnsw_ef=max(self.config.hnsw_ef, self.config.prefetch_limit, limit),
         )
         passages = tuple(passage_from(h.id, h.score, h.payload) for h in hits.hits)
-        return SearchResult(passages, no_good_match=self._no_good_match(query, hits))
+        return SearchResult(passages, no_good_match=self._no_good_match(terms, hits))
 
-    def _no_good_match(self, query: str, hits: SearchHits) -> bool:
+    def _no_good_match(self, terms: QueryTerms, hits: SearchHits) -> bool:
         if not hits.hits:
             return True
         if hits.best_dense is not None and hits.best_dense >= self.config.min_dense_score:
             return False
-        wanted = set(self.encoder.term_ids(query))
-        topical = wanted - self._ignore or wanted
-        if not topical:
-            return hits.best_dense is None or hits.best_dense < self.config.min_dense_score
-        best = hits.hits[0].payload
-        have = set(
-            self.encoder.term_ids(f"{best.get('title', '')}\n{best.get('heading') or ''}\n{best.get('text', '')}")
-        )
-        return len(topical & have) / len(topical) < self.config.min_term_coverage
+        wanted = set(terms.topic)
+        if not wanted:
+            return True
+        needed = self.config.min_term_coverage * len(wanted)
+        for hit in hits.hits:
+            p = hit.payload
+            have = self.encoder.term_ids(f"{p.get('title', '')}\n{p.get('heading') or ''}\n{p.get('text', '')}")
+            if len(wanted.intersection(have)) >= needed:
+                return False
+        return True
 
 
 def passage_from(point_id: str, score: float, payload: Mapping[str, Any]) -> Passage:

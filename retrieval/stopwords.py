@@ -1,6 +1,7 @@
 """Stop-word lists by Snowball language name. English is Lucene's default set (what BEIR's BM25
 baseline, Elasticsearch's ``english`` analyzer, removes); the others are short lists of each
-language's most frequent function words."""
+language's most frequent function words. Beside them, per language, the question words and
+conversational filler that queries leave out of their ranking terms (see ``retrieval.query``)."""
 
 from __future__ import annotations
 
@@ -41,15 +42,100 @@ STOP_WORDS: dict[str, frozenset[str]] = {
     ),
 }
 
-# Words that carry no topic in a question; ignored when judging whether a passage covers it.
-QUESTION_WORDS: dict[str, frozenset[str]] = {
+# Question words and conversational filler, by language: interrogatives, auxiliaries and modals,
+# personal pronouns, greetings and politeness. They are left out of a question's ranking terms and
+# out of the "no good match" judgement (documents keep them), unless nothing else is left. Words
+# that can carry the topic ("use", "get", "run", "down") and negations ("doesn't": a question about
+# something that fails) are deliberately not here.
+FILLER_WORDS: dict[str, frozenset[str]] = {
     "english": _set(
-        "about above after again all also am any anyone anything because been before being below between both "
-        "can could did do does doing done down during each every few from further get gets getting got had has "
-        "have having he her here hers herself him himself his how i i'm i've im its itself just know let like "
-        "make may me might more most much must my myself need nor now off once only other our ours out over own "
-        "please same she should so some someone something still tell than them themselves those through thanks "
-        "too under until up us use using very want wants we were what whats when where whether which while who "
-        "whom why would you your yours yourself"
+        "how what whats which who whom whose why when where whether "
+        "am been being do does did doing done have has had having can could would should shall may might must "
+        "i i'm i've i'd i'll me my mine myself we we're we've our ours ourselves you you're you've you'd your "
+        "yours yourself yourselves he him his she her hers it's its itself they're them themselves "
+        "someone somebody anyone anybody something anything about from "
+        "please pls plz thanks thank thx hi hello hey dear ok okay just actually really kindly"
+    ),
+    "german": _set(
+        "wie was welche welcher welches welchen wer wen wem wessen warum wieso weshalb wann wo woher wohin ob "
+        "kann kannst können könnte könnten muss musst müssen soll sollte sollten darf habe hast haben hatte "
+        "bin bist seid gibt mache macht machen tun ich mich mir mein meine meinen meiner dich dir dein deine "
+        "euch euer man jemand etwas bitte danke hallo hi hey mal denn eigentlich"
+    ),
+    "french": _set(
+        "comment quoi quel quelle quels quelles pourquoi quand où combien qu'est c'est est-ce "
+        "peux peut pouvez pourrais pourriez puis dois doit devez faut suis es sommes êtes sont ai as avons avez "
+        "ont fait faire fais y a j'ai moi toi nous quelqu'un quelque chose svp s'il plaît merci bonjour salut"
+    ),
+    "spanish": _set(
+        "cómo qué quién quiénes cuál cuáles cuándo dónde porqué cuánto cuánta cuántos cuántas puedo puede "
+        "pueden puedes podría podrías debo debe hay hago hacer hace son soy estoy está están tengo tiene yo "
+        "mí tú usted ustedes nosotros alguien algo favor gracias hola oye"
+    ),
+    "italian": _set(
+        "cosa che chi quale quali quando dove perché quanto quanti quante posso può puoi possono potrei "
+        "potresti devo deve c'è hai fare faccio io me mio mia tu ti voi noi qualcuno qualcosa favore grazie "
+        "ciao salve"
+    ),
+    "portuguese": _set(
+        "qual quais quem quando onde porque porquê quanto quantos quantas posso pode podem poderia devo deve "
+        "há tem tenho faço fazer sou estou está eu me meu minha você vocês nós alguém algo favor obrigado "
+        "obrigada olá oi"
+    ),
+    "dutch": _set(
+        "hoe welke welk wie waarom wanneer waar hoeveel kan kun kunt kunnen moet moeten zou zouden mag doe "
+        "doet doen heb hebt heeft ben bent ik mij me mijn jij jou jouw u uw wij ons onze iemand iets "
+        "alstublieft alsjeblieft graag dank bedankt hallo hoi"
+    ),
+}
+
+# Filler phrases (regular expressions over the case-folded question) whose words can carry a topic
+# elsewhere ("tell", "know", "way"), so they are dropped only inside the phrase.
+FILLER_PHRASES: dict[str, tuple[str, ...]] = {
+    "english": (
+        r"\b(?:can|could|would|will) (?:you|u) (?:please )?(?:tell|show|explain(?: to)?|help) me\b",
+        r"\b(?:tell|show|explain to) me\b",
+        r"\b(?:do|does) (?:you|anyone|anybody|someone|somebody) know\b",
+        r"\bi(?:'d| would) (?:like|love) to know\b",
+        r"\bi (?:want|need|wanted) to know\b",
+        r"\bi(?:'m| am| was) (?:wondering|curious)\b",
+        r"\bis there (?:a|any) way to\b",
+        r"\bis it possible to\b",
+    ),
+    "german": (
+        r"\b(?:kannst du|können sie|könnten sie|kannst du mir bitte) (?:mir )?(?:sagen|erklären|zeigen)\b",
+        r"\b(?:weißt du|wissen sie|weiß jemand)\b",
+        r"\bich (?:möchte|will|würde gerne?) (?:gerne? )?wissen\b",
+        r"\bgibt es eine möglichkeit\b",
+    ),
+    "french": (
+        r"\b(?:pouvez-vous|peux-tu|pourriez-vous|pourrais-tu) me (?:dire|expliquer|montrer)\b",
+        r"\b(?:savez-vous|sais-tu|quelqu'un sait)\b",
+        r"\b(?:je voudrais|j'aimerais|je veux) savoir\b",
+        r"\best-il possible de\b",
+    ),
+    "spanish": (
+        r"\b(?:me )?(?:puedes|puede|podrías|podría) (?:decirme|explicarme|decir|explicar)\b",
+        r"\b(?:sabes|sabe alguien|alguien sabe)\b",
+        r"\b(?:quisiera|quiero|me gustaría) saber\b",
+        r"\bes posible\b",
+    ),
+    "italian": (
+        r"\b(?:mi )?(?:puoi|può|potresti|potrebbe) (?:dirmi|spiegarmi|dire|spiegare)\b",
+        r"\b(?:sai|qualcuno sa)\b",
+        r"\b(?:vorrei|voglio) sapere\b",
+        r"\bè possibile\b",
+    ),
+    "portuguese": (
+        r"\b(?:você )?(?:pode|poderia) (?:me )?(?:dizer|explicar)\b",
+        r"\b(?:você sabe|alguém sabe)\b",
+        r"\b(?:gostaria de|quero) saber\b",
+        r"\bé possível\b",
+    ),
+    "dutch": (
+        r"\b(?:kun je|kunt u|kan je) (?:me |mij )?(?:vertellen|uitleggen|zeggen)\b",
+        r"\b(?:weet je|weet iemand)\b",
+        r"\bik wil (?:graag )?weten\b",
+        r"\bis het mogelijk om\b",
     ),
 }

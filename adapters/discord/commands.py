@@ -19,7 +19,7 @@ from typing import Literal
 import discord
 from discord import app_commands
 
-from adapters.discord.convert import GROUP_NAME, command_line
+from adapters.discord.convert import GROUP_NAME, command_line, experiment_line
 
 CommandHandler = Callable[[discord.Interaction, str, bool], Awaitable[None]]
 """``(interaction, command line, public)``: ``public`` answers are visible to the channel (``ask``)."""
@@ -81,6 +81,18 @@ def build_group(handler: CommandHandler, profiles: Callable[[], Iterable[str]]) 
     @group.command(name="audit", description="Recent setting changes in this channel")
     async def audit(interaction: discord.Interaction) -> None:
         await handler(interaction, "audit", False)
+
+    @group.command(name="experiment", description="Show this channel's experiment, or start/stop one (admins)")
+    @app_commands.describe(
+        action="show (default), start or stop",
+        arms="For start: two or more arms, PROFILE, PROFILE:rag or PROFILE:norag, e.g. `tuned base:norag`",
+    )
+    async def experiment(
+        interaction: discord.Interaction,
+        action: Literal["show", "start", "stop"] = "show",
+        arms: app_commands.Range[str, 1, 400] | None = None,
+    ) -> None:
+        await handler(interaction, experiment_line(action, arms), False)
 
     @group.command(name="help", description="What bothbot can do")
     async def help_(interaction: discord.Interaction) -> None:

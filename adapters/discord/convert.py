@@ -205,8 +205,9 @@ SUBCOMMAND_ARGUMENT: Mapping[str, str | None] = {
     "status": None,
     "audit": None,
     "help": None,
+    "experiment": "action",
 }
-"""Each ``/bothbot`` subcommand and the name of its one option (None: it takes none)."""
+"""Each ``/bothbot`` subcommand and the name of its (first) option (None: it takes none)."""
 
 PUBLIC_SUBCOMMANDS = frozenset({"ask"})
 
@@ -267,7 +268,21 @@ def slash_command(data: Mapping[str, Any]) -> SlashCommand | None:
     arg = None if option is None else values.get(option, next(iter(values.values()), None))
     if name == "kb" and arg:
         return SlashCommand("kb " + " ".join(arg.replace(",", " ").split()), False)
+    if name == "experiment":
+        return SlashCommand(experiment_line(values.get("action"), values.get("arms"), values), False)
     return SlashCommand(command_line(name, arg), name in PUBLIC_SUBCOMMANDS)
+
+
+def experiment_line(action: str | None, arms: str | None, values: Mapping[str, str] | None = None) -> str:
+    """``/bothbot experiment action:start arms:"tuned base:norag"`` → ``experiment start tuned base:norag``.
+
+    Without an ``action`` option, the words of any options are read in order (``start tuned base``).
+    """
+    if action is None and values:
+        words = " ".join(values.values()).replace(",", " ").split()
+    else:
+        words = [*(action or "show").split(), *(arms or "").replace(",", " ").split()]
+    return " ".join(["experiment", *words])
 
 
 def is_admin(permissions: int, role_ids: Iterable[str], admin_roles: Sequence[str], *, in_guild: bool = True) -> bool:

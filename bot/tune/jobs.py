@@ -6,6 +6,12 @@ Any process can follow, resume or cancel a job because everything about it lives
 - ``{prefix}:tune:events:{id}``: a Redis stream of :class:`JobEvent` (steps, losses, provider
   messages); followers block on ``XREAD`` instead of polling, and resume from the last id they saw.
 - ``{prefix}:tune:jobs``: a sorted set of job ids by creation time (``tune list``).
+- ``{prefix}:tune:refresh:{id}``: a short claim, so that of several followers one asks the backend at a
+  time (:meth:`JobStore.claim_refresh`).
+
+A backend saves a record and the events that go with it in one transaction (``save(job, *events)``), so
+a refresh cut short by a lost connection repeats nothing and loses nothing. It reports a refusal or a
+provider error as :class:`BackendError` (the provider's code, message and param in ``error``).
 
 A backend is one module behind :class:`TrainingBackend`: ``openai`` (any OpenAI-compatible
 fine-tuning API) and ``local`` (LoRA with TRL and PEFT) ship; a hosted provider with its own job API
@@ -51,6 +57,20 @@ class JobError(BaseModel):
     def __str__(self) -> str:
         parts = [f"[{self.code}]" if self.code else "", self.message, f"(param: {self.param})" if self.param else ""]
         return " ".join(p for p in parts if p)
+
+
+class BackendError(Exception):
+    """A backend or its provider refused or failed; ``str()`` is safe to show a user.
+
+    ``error`` is the provider's own (code, message, param) when it gave one, kept as it was given.
+    ``retryable`` is True for trouble that may pass (a 5xx, a timeout, a lost connection): a follower
+    says so and tries again; anything else (401, 400, a refused date) stops the command.
+    """
+
+    def __init__(self, message: str, *, error: JobError | None = None, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.error = error
+        self.retryable = retryable
 
 
 class JobProgress(BaseModel):
@@ -129,10 +149,28 @@ class JobStore:
         await pipe.execute()
         return job
 
-    async def save(self, job: JobRecord) -> JobRecord:
+    async def save(self, job: JobRecord, *events: JobEvent) -> JobRecord:
+        """Save the record, and append ``events`` to its stream in the same transaction.
+
+        Saving a provider cursor (in ``extra``) together with the events it covers means a refresh
+        cut short by a lost connection repeats nothing and loses nothing.
+        """
         job.updated_at = time.time()
-        await self._redis.set(self._job_key(job.id), job.model_dump_json())
+        pipe = self._redis.pipeline(transaction=True)
+        for event in events:
+            pipe.xadd(self._events_key(job.id), {"event": event.model_dump_json()})
+        pipe.set(self._job_key(job.id), job.model_dump_json())
+        await pipe.execute()
         return job
+
+    async def claim_refresh(self, job_id: str, ttl_ms: int) -> bool:
+        """True for the one caller (across all processes) that may refresh the job in the next ``ttl_ms``.
+
+        Followers of the same job take turns instead of asking the provider at once and appending the
+        same events twice; the others just read the stream.
+        """
+        claimed = await self._redis.set(self._state.key("tune", "refresh", job_id), "1", nx=True, px=max(1, ttl_ms))
+        return bool(claimed)
 
     async def get(self, job_id: str) -> JobRecord:
         raw = await self._redis.get(self._job_key(job_id))
@@ -172,7 +210,9 @@ class TrainingBackend(Protocol):
     ``start`` begins the job (upload, create, or launch a worker) and returns the record with its
     status; ``refresh`` brings the record up to date (poll a provider, notice a dead worker) and
     appends any new events to the store; ``cancel`` asks the job to stop. Progress belongs in the
-    record and in events, so any process can follow.
+    record and in events, so any process can follow. All three raise :class:`BackendError` when the
+    backend or its provider refuses (``retryable`` for trouble that may pass); ``start`` may be given a
+    record the caller has already created.
     """
 
     name: ClassVar[str]

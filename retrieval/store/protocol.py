@@ -28,7 +28,7 @@ SPARSE_NAME = "bm25"
 DENSE_NAME = "dense"
 COLLECTION = "bothbot_chunks"
 META_ID = "00000000-0000-5000-8000-00000000b07b"  # fixed id of the metadata point
-INVENTORY_FIELDS = ("kb", "source", "origin", "doc_hash", "chunk_hash")
+INVENTORY_FIELDS = ("kb", "source", "origin", "doc_hash", "chunk_hash", "path")
 
 RRF_K = 60  # the k of reciprocal rank fusion, 1/(k + rank), as in the original paper
 
@@ -65,6 +65,8 @@ class ChunkState:
     origin: str
     doc_hash: str
     chunk_hash: str
+    kb: str = ""
+    path: str = ""  # the file it was read from (``Document.path``); "" when unknown
 
     @classmethod
     def from_payload(cls, point_id: str, payload: Mapping[str, Any]) -> ChunkState:
@@ -74,6 +76,8 @@ class ChunkState:
             origin=str(payload.get("origin", "")),
             doc_hash=str(payload.get("doc_hash", "")),
             chunk_hash=str(payload.get("chunk_hash", "")),
+            kb=str(payload.get("kb", "")),
+            path=str(payload.get("path", "")),
         )
 
 

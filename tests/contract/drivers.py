@@ -22,6 +22,7 @@ from adapters.slack.app import SlackBot, build_slack_bot
 from adapters.slack.server import EVENTS_PATH, HttpService, start_http
 from bot.runtime import Runtime
 from bot.settings import Settings
+from tests.fakes import discord_payloads as payloads
 from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.slack_payloads import app_mention, event_callback, form_body, sign, slash_command
 from tests.fakes.slack_server import FakeSlack
@@ -155,9 +156,19 @@ class DiscordDriver:
 
     async def command(self, line: str, *, channel: str, admin: bool, user: str = "alice") -> str:
         sub, _, value = line.partition(" ")
-        interaction = await self.fake.slash(
-            self._user(user), sub, value or None, channel_id=self._channel(channel), admin=admin
-        )
+        if sub == "experiment":  # two options, as the registered subcommand has them: action, arms
+            action, _, arms = value.partition(" ")
+            options = [payloads.slash_option("action", action or "show")]
+            options += [payloads.slash_option("arms", arms)] if arms else []
+            data = {"id": payloads.snowflake(), "name": "bothbot", "type": 1,
+                    "options": [payloads.slash_option(sub, sub=options)]}
+            interaction = await self.fake.send_interaction(
+                kind=2, data=data, author=self._user(user), channel_id=self._channel(channel), admin=admin
+            )
+        else:
+            interaction = await self.fake.slash(
+                self._user(user), sub, value or None, channel_id=self._channel(channel), admin=admin
+            )
         [reply] = await self.fake.wait_for(lambda: self.fake.followups_for(interaction), TIMEOUT)
         return reply.content
 

@@ -123,3 +123,38 @@ async def test_unknown_commands_get_a_usage_line(driver: Driver) -> None:
     reply = await driver.command("model nosuch", channel="general", admin=True)
     assert "No profile `nosuch`" in reply
     assert "`base`" in reply
+
+
+async def test_an_admin_runs_an_experiment_between_two_models(driver: Driver, openai_server: FakeOpenAI) -> None:
+    started = await driver.command("experiment start tuned base:norag", channel="support", admin=True)
+    assert "Started experiment" in started and "`tuned`" in started and "`base:norag`" in started
+    await driver.ask("How do I request a laptop?", channel="support")
+    request = openai_server.chat_requests[-1].body
+    if request["model"] == BASE:  # the base:norag arm answers closed book
+        assert "Sources:" not in request["messages"][0]["content"]
+    else:
+        assert request["model"] == TUNED and "[1] Laptops" in request["messages"][0]["content"]
+    shown = await driver.command("experiment", channel="support", admin=not driver.supports_non_admins)
+    assert "running since" in shown
+    assert "tuned: " in shown and "base:norag: " in shown and "1 answer, 0 rated" in shown
+    assert "experiment: tuned vs base:norag" in await driver.command(
+        "status", channel="support", admin=not driver.supports_non_admins
+    )
+    stopped = await driver.command("experiment stop", channel="support", admin=True)
+    assert "Stopped experiment" in stopped and "back on its default profile" in stopped
+    await driver.ask("How do I request a laptop?", channel="support")
+    assert openai_server.chat_requests[-1].body["model"] == BASE
+    assert "Sources:" in openai_server.chat_requests[-1].body["messages"][0]["content"]
+
+
+@pytest.mark.parametrize("driver", ["slack", "discord"], indirect=True)  # the console user is always admin
+async def test_a_member_cannot_start_or_stop_an_experiment(driver: Driver) -> None:
+    refused = await driver.command("experiment start tuned base", channel="support", admin=False, user="mallory")
+    assert "Only an admin can start an experiment" in refused
+    assert "No experiment in this channel" in await driver.command(
+        "experiment", channel="support", admin=False, user="mallory"
+    )
+    await driver.command("experiment start tuned base", channel="support", admin=True)
+    refused = await driver.command("experiment stop", channel="support", admin=False, user="mallory")
+    assert "Only an admin can stop an experiment" in refused
+    assert "running since" in await driver.command("experiment", channel="support", admin=False, user="mallory")

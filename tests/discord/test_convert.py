@@ -196,3 +196,34 @@ def test_sparse_events_get_discords_defaults_and_full_ones_keep_their_values() -
     assert normalize_event("MESSAGE_CREATE", full)["author"]["discriminator"] == "1234"
     assert normalize_event("TYPING_START", full) is full
     assert normalize_event("GUILD_CREATE", {"id": "5", "unavailable": True}) == {"id": "5", "unavailable": True}
+
+
+@pytest.mark.parametrize(
+    ("data", "line"),
+    [
+        (_sub("experiment"), "experiment show"),
+        (_sub("experiment", _opt("action", "stop")), "experiment stop"),
+        (
+            _sub("experiment", _opt("action", "start"), _opt("arms", "tuned, base:norag")),
+            "experiment start tuned base:norag",
+        ),
+        (_sub("experiment", _opt("text", "start tuned base")), "experiment start tuned base"),  # one free option
+        ({"name": "bothbot", "options": [_opt("text", "experiment stop")]}, "experiment stop"),
+    ],
+)
+def test_experiment_subcommand_becomes_the_core_line(data: dict[str, Any], line: str) -> None:
+    assert slash_command(data) == SlashCommand(line, False)
+
+
+def test_the_registered_experiment_subcommand_has_action_and_arms() -> None:
+    from adapters.discord.commands import build_group
+
+    async def handler(*_: object) -> None:
+        return None
+
+    command = build_group(handler, lambda: ["base", "tuned"]).get_command("experiment")
+    assert command is not None
+    params = {p.name: p for p in command.parameters}  # type: ignore[union-attr]
+    assert list(params) == ["action", "arms"]
+    assert [c.value for c in params["action"].choices] == ["show", "start", "stop"]
+    assert not params["action"].required and not params["arms"].required

@@ -74,9 +74,7 @@ class FakeOpenAI:
     async def start(self) -> FakeOpenAI:
         self._changed = asyncio.Condition()
         app = web.Application()
-        app.router.add_post("/v1/chat/completions", self._chat)
-        app.router.add_post("/v1/embeddings", self._embeddings)
-        app.router.add_get("/v1/models", self._models)
+        self.add_routes(app)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -85,6 +83,12 @@ class FakeOpenAI:
         assert server is not None
         self._port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         return self
+
+    def add_routes(self, app: web.Application) -> None:
+        """The endpoints served; a subclass adds its own (fine-tuning, LoRA adapters)."""
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/embeddings", self._embeddings)
+        app.router.add_get("/v1/models", self._models)
 
     async def stop(self) -> None:
         self._hang.set()

@@ -128,8 +128,9 @@ async def test_prune_removes_files_that_are_gone_but_keeps_failed_and_other_root
 async def test_knowledge_bases_are_separate(recording: tuple[RetrievalService, RecordingStore], tmp_path: Path) -> None:
     svc, _ = recording
     root = write_files(tmp_path / "docs", {"a.md": "# A\n\nalpha"})
+    other = write_files(tmp_path / "hr" / "docs", {"a.md": "# A\n\nalpha"})  # same name, another folder
     await svc.ingest_paths([root], kb="eng")
-    await svc.ingest_paths([root], kb="hr")
+    await svc.ingest_paths([other], kb="hr")
     assert await svc.list_kbs() == ["eng", "hr"]
     assert await svc.kb_counts() == {"eng": 1, "hr": 1}
     report = await svc.ingest_paths([root], kb="eng", prune=True)

@@ -37,3 +37,10 @@ def test_one_url_for_events_commands_and_interactivity() -> None:
     assert len(urls) == 3 and all(u.endswith("/slack/events") for u in urls)
     assert re.search(r"interactivity:\s*\n\s+is_enabled: true", MANIFEST)
     assert "socket_mode_enabled: false" in MANIFEST
+
+
+def test_usage_hint_names_the_experiment_command() -> None:
+    hint = re.search(r'usage_hint: "([^"]+)"', MANIFEST)
+    assert hint, "no usage_hint for the slash command"
+    assert "experiment [start ARMS|stop]" in hint.group(1)
+    assert len(hint.group(1)) <= 1000
