@@ -26,6 +26,11 @@ class Passage:
     kb: str = DEFAULT_KB
     heading: str | None = None
     url: str | None = None
+    scope: tuple[str, ...] = (PUBLIC_SCOPE,)  # who may see it: ``public`` and/or channel scope keys
+
+    def visible_from(self, channel: str | None) -> bool:
+        """Whether a search from ``channel`` (None: a DM, public only) may show this passage."""
+        return PUBLIC_SCOPE in self.scope or (channel is not None and channel in self.scope)
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,7 +44,7 @@ from retrieval.embeddings import Embedder
 from retrieval.loaders import LoadOptions, iter_documents
 from retrieval.prepare import PreparedBatch, PreparedDoc, PrepareSettings, document_hash, prepare_batch
 from retrieval.sparse import Bm25Encoder, SparseVec
-from retrieval.store.protocol import ChunkState, StoredPoint, VectorStore
+from retrieval.store.protocol import NO_DENSE, ChunkState, StoredPoint, VectorStore
 
 log = logging.getLogger(__name__)
 _Job = tuple[PrepareSettings, list[Document], str, tuple[str, ...], dict[str, tuple[frozenset[str], int]], float | None]
@@ -122,7 +122,7 @@ class Ingester:
             b=config.bm25_b,
             chunk_tokens=config.chunk_tokens,
             chunk_overlap=config.chunk_overlap,
-            dense=embedder.name if embedder else "-",
+            dense=embedder.name if embedder else NO_DENSE,
         )
 
     async def ingest_paths(
@@ -221,8 +221,8 @@ class Ingester:
             keep_ids: list[str] = []
             for point_id, payload, text, vector in zip(prep.ids, prep.payloads, prep.embed_texts, vectors, strict=True):
                 previous = old.pop(point_id, None)
-                if previous is None:
-                    new_points.append((point_id, vector, text, payload))
+                if previous is None or previous.dense != payload.get("dense", NO_DENSE):
+                    new_points.append((point_id, vector, text, payload))  # new, or embedded by another model
                 elif previous.chunk_hash != payload["chunk_hash"]:
                     await self.store.set_payload([point_id], payload)
                     report.chunks_updated += 1

@@ -15,6 +15,7 @@ from typing import Any
 from retrieval.chunking import chunk_document
 from retrieval.documents import Document
 from retrieval.sparse import Bm25Encoder, SparseVec
+from retrieval.store.protocol import NO_DENSE
 
 _NAMESPACE = uuid.UUID("5b0d7a4e-5f3c-4c1e-9a55-b07b0b07b0b7")
 
@@ -28,7 +29,7 @@ class PrepareSettings:
     b: float
     chunk_tokens: int
     chunk_overlap: int
-    dense: str  # the embedder's name, or "-"
+    dense: str  # the embedder's name, or NO_DENSE
 
     def encoder(self) -> Bm25Encoder:
         return Bm25Encoder(self.language, stemming=self.stemming, stop_words=self.stop_words, k1=self.k1, b=self.b)
@@ -163,6 +164,8 @@ def prepare_batch(
                 payload["heading"] = heading
             if doc.url:
                 payload["url"] = doc.url
+            if settings.dense != NO_DENSE:
+                payload["dense"] = settings.dense  # switching embedders re-embeds the chunk
             if doc.path:
                 payload["path"] = doc.path
             if chunk.page is not None:
@@ -176,7 +179,7 @@ def prepare_batch(
             payload["doc_hash"] = dhash
             prepared.ids.append(point_id(kb, doc.source, content, n))
             prepared.payloads.append(payload)
-            prepared.embed_texts.append(embed_text if settings.dense != "-" else "")
+            prepared.embed_texts.append(embed_text if settings.dense != NO_DENSE else "")
             prepared.terms.append((counts, length))
         if avg_len is not None:
             vectors = [encoder.weights(c, n, avg_len) for c, n in prepared.terms]

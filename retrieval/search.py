@@ -13,7 +13,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from retrieval.api import DEFAULT_KB, Passage, SearchResult, SearchScope
+from retrieval.api import DEFAULT_KB, PUBLIC_SCOPE, Passage, SearchResult, SearchScope
 from retrieval.config import RetrievalConfig
 from retrieval.embeddings import Embedder, EmbeddingError
 from retrieval.query import QueryAnalyzer, QueryTerms
@@ -91,4 +91,13 @@ def passage_from(point_id: str, score: float, payload: Mapping[str, Any]) -> Pas
         kb=str(payload.get("kb", DEFAULT_KB)),
         heading=str(heading) if heading else None,
         url=str(url) if url else None,
+        scope=_scope(payload.get("scope")),
     )
+
+
+def _scope(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, (list, tuple)):
+        return tuple(str(v) for v in value)
+    return (PUBLIC_SCOPE,)

@@ -151,6 +151,12 @@ async def build_examples(
     return result
 
 
+_NOT_VISIBLE = (
+    "not visible in the training data's scope (a channel-only document would leak into a model every channel "
+    "can use); ingest it public to train on it"
+)
+
+
 def _ref(item: QuestionItem) -> str:
     return f"line {item.line}" if item.line > 0 else f"question {item.id}"
 
@@ -165,12 +171,18 @@ async def _prepare(knowledge: StoredKnowledge, item: QuestionItem, options: Raft
         missing = [c for c in item.chunk_ids if c not in stored]
         if missing:
             return Skipped(_ref(item), f"chunk_id {', '.join(missing)} is not in knowledge base {', '.join(kbs)}")
+        hidden = [c for c in item.chunk_ids if not stored[c].visible_from(options.scope.channel)]
+        if hidden:
+            return Skipped(_ref(item), f"chunk_id {', '.join(hidden)} is {_NOT_VISIBLE}")
         gold = tuple(dict.fromkeys(stored[c] for c in item.chunk_ids))
         if len(gold) > options.k:
             return Skipped(_ref(item), f"{len(gold)} gold chunks do not fit in a context of k={options.k}")
         return _Prepared(item, gold, "chunk_id", ranked)
     if item.sources:
-        chunks = await knowledge.passages(kbs, sources=item.sources)
+        stored_chunks = await knowledge.passages(kbs, sources=item.sources)
+        chunks = [p for p in stored_chunks if p.visible_from(options.scope.channel)]
+        if stored_chunks and not chunks:
+            return Skipped(_ref(item), f"source {' | '.join(item.sources)} is {_NOT_VISIBLE}")
         if not chunks:
             return Skipped(
                 _ref(item),

@@ -262,7 +262,8 @@ async def _teacher_items(
     client = runtime.router.client(args.teacher)
     if client is None:
         raise UsageError(f"teacher profile {args.teacher!r} has no endpoint or key (set OPENAI_API_KEY or base_url)")
-    chunks = await knowledge.passages(kbs)
+    # public chunks only: a model trained on a channel-only document would tell it to every channel
+    chunks = [p for p in await knowledge.passages(kbs) if p.visible_from(None)]
     options = TeacherOptions(
         questions_per_chunk=args.questions_per_chunk, concurrency=args.concurrency,
         max_chunks=args.max_chunks, seed=args.seed,

@@ -142,6 +142,19 @@ class JobStore:
     def _events_key(self, job_id: str) -> str:
         return self._state.key("tune", "events", job_id)
 
+    def _cancel_key(self, job_id: str) -> str:
+        return self._state.key("tune", "cancel", job_id)
+
+    async def request_cancel(self, job_id: str, ttl_seconds: int = 7 * 24 * 3600) -> None:
+        """Ask whoever runs the job (a worker checking between steps) to stop it."""
+        await self._redis.set(self._cancel_key(job_id), "1", ex=ttl_seconds)
+
+    async def cancel_requested(self, job_id: str) -> bool:
+        return bool(await self._redis.exists(self._cancel_key(job_id)))
+
+    async def clear_cancel(self, job_id: str) -> None:
+        await self._redis.delete(self._cancel_key(job_id))
+
     async def create(self, job: JobRecord) -> JobRecord:
         pipe = self._redis.pipeline(transaction=True)
         pipe.set(self._job_key(job.id), job.model_dump_json(), nx=True)

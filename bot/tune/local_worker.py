@@ -30,13 +30,7 @@ T = TypeVar("T")
 
 LOG_FILE = "train.log"
 WAIT_FOR_GO = "--wait-for-go"  # the backend's launch: wait for "go" on stdin (its record is saved) first
-CANCEL_FLAG_TTL_S = 7 * 24 * 3600
 _STORE_TIMEOUT_S = 60.0
-
-
-def cancel_flag_key(prefix: str, job_id: str) -> str:
-    """The Redis key whose presence asks the worker of ``job_id`` to stop after its current step."""
-    return f"{prefix}:tune:cancel:{job_id}"
 
 
 class StoreReporter:
@@ -184,10 +178,9 @@ async def _main(job_id: str) -> int:
     redis, _ = connect_redis(settings.redis_url, client_name=f"bothbot-tune-{job_id}")
     state = StateStore(redis, settings.redis_prefix)
     store = JobStore(state)
-    flag = cancel_flag_key(settings.redis_prefix, job_id)
 
     async def cancel_requested() -> bool:
-        return bool(await redis.exists(flag))
+        return await store.cancel_requested(job_id)
 
     stop_event = threading.Event()
     loop = asyncio.get_running_loop()

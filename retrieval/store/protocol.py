@@ -28,7 +28,8 @@ SPARSE_NAME = "bm25"
 DENSE_NAME = "dense"
 COLLECTION = "bothbot_chunks"
 META_ID = "00000000-0000-5000-8000-00000000b07b"  # fixed id of the metadata point
-INVENTORY_FIELDS = ("kb", "source", "origin", "doc_hash", "chunk_hash", "path")
+INVENTORY_FIELDS = ("kb", "source", "origin", "doc_hash", "chunk_hash", "path", "dense")
+NO_DENSE = "-"  # the ``dense`` payload value (and default) of chunks stored without a dense vector
 
 RRF_K = 60  # the k of reciprocal rank fusion, 1/(k + rank), as in the original paper
 
@@ -67,6 +68,7 @@ class ChunkState:
     chunk_hash: str
     kb: str = ""
     path: str = ""  # the file it was read from (``Document.path``); "" when unknown
+    dense: str = NO_DENSE  # the embedder whose vector the chunk holds
 
     @classmethod
     def from_payload(cls, point_id: str, payload: Mapping[str, Any]) -> ChunkState:
@@ -78,6 +80,7 @@ class ChunkState:
             chunk_hash=str(payload.get("chunk_hash", "")),
             kb=str(payload.get("kb", "")),
             path=str(payload.get("path", "")),
+            dense=str(payload.get("dense", NO_DENSE)),
         )
 
 

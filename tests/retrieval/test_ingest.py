@@ -162,6 +162,28 @@ async def test_dense_ingest_embeds_only_new_chunks(backend: str, tmp_path: Path,
         await svc.aclose()
 
 
+async def test_turning_an_embedder_on_embeds_the_chunks_already_stored(
+    backend: str, tmp_path: Path, openai_server: FakeOpenAI
+) -> None:
+    root = write_files(tmp_path / "docs", {"guide.md": GUIDE, "faq.txt": "Lunch is at noon."})
+    store = await open_store(backend, tmp_path)
+    sparse_only = RetrievalService(store, RetrievalConfig())
+    await sparse_only.ingest_paths([root])
+    embedder = OpenAIEmbedder("emb", base_url=openai_server.base_url, api_key="k", batch_size=8, concurrency=1)
+    svc = RetrievalService(store, RetrievalConfig(embedder="openai"), embedder)
+    try:
+        report = await svc.ingest_paths([root])
+        embedded = [t for r in openai_server.requests if r.path.endswith("/embeddings") for t in r.body["input"]]
+        assert len(embedded) == 1 + 3  # the dimension probe, then every stored chunk once
+        assert report.chunks_unchanged == 0
+        dense = await svc.search("when is lunch", SearchScope(), mode="dense")
+        assert {p.source for p in dense.passages} == {"docs/faq.txt", "docs/guide.md"}
+        again = await svc.ingest_paths([root])
+        assert again.embedding_calls == 0 and again.chunks_unchanged == 3
+    finally:
+        await svc.aclose()
+
+
 def test_parse_scope() -> None:
     assert parse_scope([]) == ("public",)
     assert parse_scope(["slack:C1,discord:2", "slack:C1"]) == ("slack:C1", "discord:2")

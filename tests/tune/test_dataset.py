@@ -352,3 +352,36 @@ async def test_from_feedback_uses_answers_rated_up(
     for final, item in zip(finals, items, strict=False):
         assert item.chunk_ids == (final.citations[0].chunk_id,)
         assert item.answer == f"Here is what I found about {item.question}."  # the old [1] is not kept
+
+
+def test_channel_only_documents_never_become_training_data(
+    kb: Kb, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    private = tmp_path / "private"
+    private.mkdir()
+    (private / "salaries.md").write_text("# Salaries\n\nThe CEO earns a secret amount of money.\n", encoding="utf-8")
+    assert main(["ingest", str(private), "--scope", "slack:C9"]) == 0
+    capsys.readouterr()
+
+    async def scoped_chunk() -> Passage:
+        runtime = await Runtime.start(load_settings())
+        try:
+            (chunk,) = await runtime.knowledge.passages(["default"], sources=["private/salaries.md"])  # type: ignore[attr-defined]
+            return chunk  # type: ignore[no-any-return]
+        finally:
+            await runtime.aclose()
+
+    chunk = asyncio.run(scoped_chunk())
+    assert chunk.scope == ("slack:C9",) and not chunk.visible_from(None) and chunk.visible_from("slack:C9")
+    rows = [
+        *qa_rows(kb),
+        {"question": "What does the CEO earn?", "answer": "A secret amount.", "source": "private/salaries.md"},
+        {"question": "How much is the CEO paid?", "answer": "A secret amount.", "chunk_id": chunk.chunk_id},
+    ]
+    out = tmp_path / "out"
+    assert main(["tune", "dataset", "--qa", str(write_jsonl(tmp_path / "qa.jsonl", rows)), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "line 24: source private/salaries.md is not visible in the training data's scope" in err
+    assert f"line 25: chunk_id {chunk.chunk_id} is not visible" in err
+    written = "".join((out / name).read_text(encoding="utf-8") for name in ("train.jsonl", "validation.jsonl"))
+    assert "secret amount" not in written

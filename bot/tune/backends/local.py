@@ -25,17 +25,12 @@ import threading
 from pathlib import Path
 from typing import ClassVar
 
-import redis.asyncio as aioredis
-
 from bot.settings import Settings
-from bot.state import connect_redis
 from bot.tune.jobs import BackendError, JobError, JobEvent, JobRecord, JobStore
 from bot.tune.local_train import TrainingError, read_chat_file, require_dependencies, resolve_base_model
 from bot.tune.local_worker import (
-    CANCEL_FLAG_TTL_S,
     LOG_FILE,
     WAIT_FOR_GO,
-    cancel_flag_key,
     output_dir_of,
     run_job,
 )
@@ -46,7 +41,6 @@ class LocalBackend:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._redis: aioredis.Redis | None = None
         self._workers: dict[str, subprocess.Popen[bytes]] = {}
         self._in_process: dict[str, tuple[asyncio.Task[JobRecord], threading.Event]] = {}
 
@@ -94,7 +88,7 @@ class LocalBackend:
             PYTHONUNBUFFERED="1",
             TOKENIZERS_PARALLELISM="false",
         )
-        await self._clear_cancel_flag(job.id)
+        await store.clear_cancel(job.id)
         log_path = output_dir / LOG_FILE
         worker = await asyncio.to_thread(_spawn_worker, job.id, env, log_path)
         self._workers[job.id] = worker
@@ -160,8 +154,7 @@ class LocalBackend:
         if job.id in self._in_process:
             self._in_process[job.id][1].set()
         elif self.detached:
-            redis = await self._connection()
-            await redis.set(cancel_flag_key(self._settings.redis_prefix, job.id), "1", ex=CANCEL_FLAG_TTL_S)
+            await store.request_cancel(job.id)
         await store.add_event(job.id, JobEvent(level="warning", message="cancel requested; stopping after this step"))
         return current
 
@@ -182,21 +175,6 @@ class LocalBackend:
                 with contextlib.suppress(Exception):
                     await task
             raise
-        finally:
-            if self._redis is not None:
-                await self._redis.aclose()
-                self._redis = None
-
-    # --- helpers ----------------------------------------------------------------------------
-
-    async def _connection(self) -> aioredis.Redis:
-        if self._redis is None:
-            self._redis, _ = connect_redis(self._settings.redis_url, client_name="bothbot-tune")
-        return self._redis
-
-    async def _clear_cancel_flag(self, job_id: str) -> None:
-        redis = await self._connection()
-        await redis.delete(cancel_flag_key(self._settings.redis_prefix, job_id))
 
 
 def _spawn_worker(job_id: str, env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
