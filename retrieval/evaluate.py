@@ -62,6 +62,7 @@ class EvalRow:
     p50_ms: float
     p99_ms: float
     first: float = 0.0  # share of queries whose first result is relevant (Success@1)
+    source_first: float = 0.0  # share whose first result comes from a relevant document (F@1; = S@1 unless by section)
     misses: tuple[tuple[str, str], ...] = ()  # (query id, first result) where that was not relevant
 
 
@@ -114,6 +115,11 @@ def load_pubmedqa(root: Path) -> EvalData:
 
 def section_key(source: str, heading: str | None) -> str:
     return f"{source}#{heading}" if heading else source
+
+
+def _source_of(unit: str) -> str:
+    """The document of a judged unit: ``docs/guide.md#Guide > Setup`` → ``docs/guide.md``."""
+    return unit.split("#", 1)[0]
 
 
 def _section_of(passage: Passage, rels: dict[str, int]) -> str:
@@ -235,7 +241,7 @@ async def evaluate(
             scope = SearchScope(kbs=(EVAL_KB,))
             rows = []
             for mode in chosen:
-                scores: dict[str, list[float]] = {m: [] for m in ("ndcg10", "r1", "r10", "r100", "mrr10", "s1")}
+                scores: dict[str, list[float]] = {m: [] for m in ("ndcg10", "r1", "r10", "r100", "mrr10", "s1", "f1")}
                 latencies: list[float] = []
                 misses: list[tuple[str, str]] = []
                 for qid in judged:
@@ -251,6 +257,8 @@ async def evaluate(
                     scores["r100"].append(recall_at(ranked, rels, 100))
                     scores["mrr10"].append(mrr_at(ranked, rels, 10))
                     scores["s1"].append(1.0 if ranked and rels.get(ranked[0], 0) > 0 else 0.0)
+                    relevant_sources = {_source_of(unit) for unit, grade in rels.items() if grade > 0}
+                    scores["f1"].append(1.0 if ranked and _source_of(ranked[0]) in relevant_sources else 0.0)
                     if not scores["s1"][-1]:
                         misses.append((qid, ranked[0] if ranked else "(nothing)"))
                 mean = {k: statistics.fmean(v) if v else 0.0 for k, v in scores.items()}
@@ -266,6 +274,7 @@ async def evaluate(
                         percentile(latencies, 0.5),
                         percentile(latencies, 0.99),
                         mean["s1"],
+                        mean["f1"],
                         tuple(misses),
                     )
                 )
@@ -276,13 +285,14 @@ async def evaluate(
 
 def format_rows(name: str, rows: Sequence[EvalRow]) -> str:
     header = (
-        f"{'mode':<8} {'queries':>7} {'nDCG@10':>8} {'S@1':>6} {'R@1':>6} {'R@10':>6} {'R@100':>6} {'MRR@10':>7} "
-        f"{'p50 ms':>7} {'p99 ms':>7}"
+        f"{'mode':<8} {'queries':>7} {'nDCG@10':>8} {'S@1':>6} {'F@1':>6} {'R@1':>6} {'R@10':>6} {'R@100':>6} "
+        f"{'MRR@10':>7} {'p50 ms':>7} {'p99 ms':>7}"
     )
     lines = [f"retrieval evaluation: {name}", header]
     for r in rows:
         lines.append(
-            f"{r.mode:<8} {r.queries:>7} {r.ndcg10:>8.4f} {r.first:>6.3f} {r.recall1:>6.3f} {r.recall10:>6.3f} "
+            f"{r.mode:<8} {r.queries:>7} {r.ndcg10:>8.4f} {r.first:>6.3f} {r.source_first:>6.3f} {r.recall1:>6.3f} "
+            f"{r.recall10:>6.3f} "
             f"{r.recall100:>6.3f} "
             f"{r.mrr10:>7.4f} {r.p50_ms:>7.2f} {r.p99_ms:>7.2f}"
         )
