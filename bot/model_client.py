@@ -2,7 +2,7 @@
 
 Streams through the SDK's raw streaming response (one ``json.loads`` per SSE line) instead of its
 per-chunk pydantic models, and passes the messages through ``extra_body`` to skip the SDK's
-request-body conversion; both measured as the largest CPU costs of an answer (see DESIGN.md).
+request-body conversion; both measured as the largest CPU costs of an answer (README, Architecture).
 """
 
 from __future__ import annotations
@@ -86,6 +86,17 @@ class ModelClient:
             raise ModelError(f"the model stopped answering for {self.timeout_seconds:g} s") from exc
         except (httpx2.HTTPError, openai.APIError) as exc:
             raise ModelError("the connection to the model broke mid-answer") from exc
+
+    async def complete(self, messages: Sequence[Mapping[str, str]]) -> tuple[str, Usage]:
+        """The whole answer and its usage (zeros when the endpoint reports none); :meth:`stream` collected."""
+        pieces: list[str] = []
+        usage = Usage()
+        async for item in self.stream(messages):
+            if isinstance(item, Usage):
+                usage = item
+            else:
+                pieces.append(item)
+        return "".join(pieces), usage
 
     async def _request(
         self, messages: Sequence[Mapping[str, str]], params: dict[str, Any]

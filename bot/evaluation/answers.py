@@ -34,7 +34,6 @@ from tqdm import tqdm
 from bot.evaluation.judge import judge_answer
 from bot.evaluation.question_sets import EvalQuestion
 from bot.evaluation.records import AnswerRow, AnswersError, Mode, ProfileInfo, RowKey, RunSettings, ShownSource
-from bot.messages import Usage
 from bot.model_client import ModelClient, ModelError, ModelRouter
 from bot.prompts import build_messages, retrieve_for_prompt
 from bot.questions import QuestionItem, prompt_question
@@ -217,19 +216,13 @@ class AnswerRunner:
             history=(),
             rag=context.rag,
         )
-        pieces: list[str] = []
-        usage = Usage(prompt_tokens=0, completion_tokens=0)
         started = time.perf_counter()
         try:
-            async for piece in client.stream(messages):
-                if isinstance(piece, Usage):
-                    usage = piece
-                else:
-                    pieces.append(piece)
+            text, usage = await client.complete(messages)
         except ModelError as exc:
             return AnswerRow(**base, error=f"model: {exc}")
         latency = round((time.perf_counter() - started) * 1000)
-        answer = "".join(pieces).strip()
+        answer = text.strip()
         verdict = None
         if self.settings.judge is not None:
             verdict = await judge_answer(

@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from typing import TypeGuard
 
 from bot.evaluation.records import JudgeVerdict
-from bot.messages import Usage
 from bot.model_client import ModelClient, ModelError
 from bot.prompts import sources_block
 from retrieval.api import Passage
@@ -84,12 +83,9 @@ async def judge_answer(
     client: ModelClient, question: str, reference: str | None, passages: Sequence[Passage], answer: str
 ) -> JudgeVerdict:
     """Ask the judge once; a failed call or a garbage reply is a verdict with ``error`` set."""
-    pieces: list[str] = []
     try:
-        async for item in client.stream(judge_messages(question, reference, passages, answer)):
-            if not isinstance(item, Usage):
-                pieces.append(item)
-        return parse_verdict("".join(pieces))
+        text, _usage = await client.complete(judge_messages(question, reference, passages, answer))
+        return parse_verdict(text)
     except ModelError as exc:
         return JudgeVerdict(error=f"judge model: {exc}")
     except JudgeReplyError as exc:

@@ -17,7 +17,6 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from bot.messages import Usage
 from bot.model_client import ModelClient, ModelError
 from bot.questions import QuestionItem, question_id
 from bot.tune.dataset import Skipped
@@ -103,15 +102,11 @@ async def generate(
     done = 0
 
     async def ask(messages: list[dict[str, str]]) -> str:
-        pieces: list[str] = []
         result.calls += 1
-        async for piece in client.stream(messages):
-            if isinstance(piece, Usage):
-                result.prompt_tokens += piece.prompt_tokens
-                result.completion_tokens += piece.completion_tokens
-            else:
-                pieces.append(piece)
-        return "".join(pieces).strip()
+        text, usage = await client.complete(messages)
+        result.prompt_tokens += usage.prompt_tokens
+        result.completion_tokens += usage.completion_tokens
+        return text.strip()
 
     async def work_on(index: int) -> None:
         chunk = chosen[index]
