@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar, Literal, Protocol, cast
 
 from pydantic import BaseModel, ConfigDict, Field
+from redis.exceptions import WatchError
 
 from bot.settings import Settings
 from bot.state import StateStore
@@ -109,6 +110,7 @@ class JobRecord(BaseModel):
     progress: JobProgress = Field(default_factory=JobProgress)
     error: JobError | None = None
     extra: dict[str, Any] = Field(default_factory=dict)
+    revision: int = Field(default=0, exclude=True)  # how many saves the stored record has seen (kept beside it)
 
     @property
     def finished(self) -> bool:
@@ -142,6 +144,9 @@ class JobStore:
     def _events_key(self, job_id: str) -> str:
         return self._state.key("tune", "events", job_id)
 
+    def _revision_key(self, job_id: str) -> str:
+        return self._state.key("tune", "revision", job_id)
+
     def _cancel_key(self, job_id: str) -> str:
         return self._state.key("tune", "cancel", job_id)
 
@@ -169,12 +174,37 @@ class JobStore:
         cut short by a lost connection repeats nothing and loses nothing.
         """
         job.updated_at = time.time()
-        pipe = self._redis.pipeline(transaction=True)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            self._queue_save(pipe, job, events)
+            results = await pipe.execute()
+        job.revision = int(results[-1])
+        return job
+
+    async def save_if_unchanged(self, job: JobRecord, *events: JobEvent) -> bool:
+        """:meth:`save`, but only if nobody saved the job since it was read (``job.revision``).
+
+        Two followers refreshing from a provider at once would otherwise both append the same new
+        events: the second one's save is dropped, and it reads the first one's record instead.
+        """
+        job.updated_at = time.time()
+        async with self._redis.pipeline(transaction=True) as pipe:
+            await pipe.watch(self._revision_key(job.id))
+            if int(await pipe.get(self._revision_key(job.id)) or 0) != job.revision:
+                return False
+            pipe.multi()  # type: ignore[no-untyped-call]
+            self._queue_save(pipe, job, events)
+            try:
+                results = await pipe.execute()
+            except WatchError:
+                return False
+        job.revision = int(results[-1])
+        return True
+
+    def _queue_save(self, pipe: Any, job: JobRecord, events: Sequence[JobEvent]) -> None:
         for event in events:
             pipe.xadd(self._events_key(job.id), {"event": event.model_dump_json()})
         pipe.set(self._job_key(job.id), job.model_dump_json())
-        await pipe.execute()
-        return job
+        pipe.incr(self._revision_key(job.id))  # last: its result is the new revision
 
     async def claim_refresh(self, job_id: str, ttl_ms: int) -> bool:
         """True for the one caller (across all processes) that may refresh the job in the next ``ttl_ms``.
@@ -186,10 +216,12 @@ class JobStore:
         return bool(claimed)
 
     async def get(self, job_id: str) -> JobRecord:
-        raw = await self._redis.get(self._job_key(job_id))
+        raw, revision = await self._redis.mget(self._job_key(job_id), self._revision_key(job_id))
         if raw is None:
             raise JobNotFoundError(f"no training job `{job_id[:80]}`; `bothbot tune list` shows the known jobs")
-        return JobRecord.model_validate_json(raw)
+        job = JobRecord.model_validate_json(raw)
+        job.revision = int(revision or 0)
+        return job
 
     async def recent(self, limit: int = 50) -> list[JobRecord]:
         ids = cast(list[str], await self._redis.zrevrange(self._state.key("tune", "jobs"), 0, limit - 1))

@@ -101,6 +101,7 @@ class FakeFineTuning(FakeOpenAI):
     """``api_key`` set: any other key gets OpenAI's 401. ``fail_jobs_with``: new jobs fail at their first step."""
 
     auto_advance: bool = True
+    lists_events: bool = True  # False: events and checkpoints answer 404, as on providers without them
     api_key: str | None = None
     fail_jobs_with: dict[str, Any] | None = None
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -194,11 +195,6 @@ class FakeFineTuning(FakeOpenAI):
         job.event(f"Fine-tuning job failed: {job.error['message']}", level="error")
 
     # --- HTTP ----------------------------------------------------------------------------------------
-
-    async def _notify(self) -> None:
-        assert self._changed is not None
-        async with self._changed:
-            self._changed.notify_all()
 
     async def _guard(self, request: web.Request) -> web.Response | None:
         self.ft_requests.append((request.method, request.path))
@@ -306,6 +302,8 @@ class FakeFineTuning(FakeOpenAI):
         """Newest first; ``after=ID`` continues with the items older than ``ID``."""
         if (refused := await self._guard(request)) is not None:
             return refused
+        if not self.lists_events:
+            return _error(404, "Not found", code="not_found")
         job = self._job(request)
         if isinstance(job, web.Response):
             return job

@@ -82,6 +82,20 @@ async def test_start_uploads_creates_and_follows_to_success(
 
 
 @pytest.mark.usefixtures("tune_env")
+async def test_a_provider_without_events_or_checkpoints_is_followed_by_status(
+    run_cli: RunCli, finetune_server: FakeFineTuning, training_dir: Path, redis_prefix: str
+) -> None:
+    finetune_server.lists_events = False
+    result = await run_cli("tune", "start", "--backend", "openai", "--data", str(training_dir), "--model", BASE)
+    assert result.code == 0, result.err
+    job, _messages = await stored_events(redis_prefix, job_id_in(result.out))
+    assert job["status"] == "succeeded" and job["fine_tuned_model"].startswith(f"ft:{BASE}:")
+    assert sorted(job["extra"]["unsupported"]) == ["checkpoints", "events"]
+    asked = [path for method, path in finetune_server.ft_requests if path.endswith(("/events", "/checkpoints"))]
+    assert len(asked) == 2  # each asked once, then remembered as missing
+
+
+@pytest.mark.usefixtures("tune_env")
 async def test_invalid_training_data_is_refused_before_any_upload(
     run_cli: RunCli, finetune_server: FakeFineTuning, training_dir: Path
 ) -> None:

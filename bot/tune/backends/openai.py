@@ -152,12 +152,14 @@ class OpenAIBackend:
         host = host_of(job.provider_base_url)
         try:
             remote = await client.fine_tuning.jobs.retrieve(job.provider_job_id)
-            new_events = await self._new_items(
-                client.fine_tuning.jobs.list_events(job.provider_job_id, limit=_PAGE), job.extra.get("last_event")
+            new_events = await self._optional_list(
+                job, "events", client.fine_tuning.jobs.list_events(job.provider_job_id, limit=_PAGE), "last_event"
             )
-            new_checkpoints = await self._new_items(
+            new_checkpoints = await self._optional_list(
+                job,
+                "checkpoints",
                 client.fine_tuning.jobs.checkpoints.list(job.provider_job_id, limit=_PAGE),
-                job.extra.get("last_checkpoint"),
+                "last_checkpoint",
             )
         except openai.OpenAIError as exc:
             raise self._error(exc, host, f"reading job {job.provider_job_id}") from None
@@ -180,7 +182,8 @@ class OpenAIBackend:
             job.extra.setdefault("checkpoints", []).append(checkpoint.fine_tuned_model_checkpoint)
             job.extra["last_checkpoint"] = checkpoint.id
         self._apply(job, remote, events)
-        await store.save(job, *events)
+        if not await store.save_if_unchanged(job, *events):
+            return await store.get(job.id)  # another follower refreshed it meanwhile: its events stand
         return job
 
     async def cancel(self, job: JobRecord, store: JobStore) -> JobRecord:
@@ -222,6 +225,18 @@ class OpenAIBackend:
             return await client.files.create(file=path, purpose="fine-tune", timeout=UPLOAD_TIMEOUT_SECONDS)
         except openai.OpenAIError as exc:
             raise self._error(exc, host, f"uploading {path.name}") from None
+
+    async def _optional_list(self, job: JobRecord, what: str, pages: Any, cursor: str) -> list[Any]:
+        """New events or checkpoints; a provider without that endpoint (404) is remembered and skipped."""
+        unsupported: list[str] = job.extra.setdefault("unsupported", [])
+        if what in unsupported:
+            return []
+        try:
+            return await self._new_items(pages, job.extra.get(cursor))
+        except openai.NotFoundError:
+            unsupported.append(what)
+            log.info("%s lists no fine-tuning %s; following the job's status only", job.provider_base_url, what)
+            return []
 
     @staticmethod
     async def _new_items(pages: Any, seen: str | None) -> list[Any]:
