@@ -1,8 +1,19 @@
-"""``bothbot serve slack discord``: several adapters in one process, sharing one runtime.
+"""The one serving lifecycle: ``bothbot slack``, ``bothbot discord`` and ``bothbot serve slack discord``.
 
-With the embedded knowledge base only one process can open the data directory, so this is how
-Slack and Discord run side by side without a Qdrant server. Stops cleanly on SIGTERM/SIGINT, or
-when any adapter ends (its error is raised after the others are shut down).
+check every platform's settings (a clear :class:`bot.settings.ConfigError` before anything is
+opened) → start one runtime → serve each platform on it → on SIGTERM/SIGINT (or ``stop``, or one
+platform ending) every platform stops taking events, finishes the answers in flight and closes →
+close the runtime. A platform's error is raised after the others are shut down.
+
+With the embedded knowledge base only one process can open the data directory, so several
+platforms in one process is how Slack and Discord run side by side without a Qdrant server.
+
+Ctrl-C: the first one stops gracefully, as SIGTERM does; a second one stops at once.
+
+"Stops taking events" is each platform's to do: Slack closes its HTTP listener or socket first
+(Slack redelivers to another replica); Discord keeps its gateway session through the drain, since
+an event Discord sent to this session reaches no other process, so one arriving then is still
+answered within the grace period.
 """
 
 from __future__ import annotations
@@ -11,74 +22,86 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
+import adapters
+from adapters.base import Platform
 from bot.runtime import Runtime
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 
-PLATFORMS = ("slack", "discord")
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
-async def _slack(runtime: Runtime, settings: Settings, stop: asyncio.Event) -> None:
-    from adapters.slack.app import build_slack_bot
-    from adapters.slack.client import SlackCredentials
-    from adapters.slack.server import serving
-
-    credentials = SlackCredentials.from_settings(settings)
-    bot = await build_slack_bot(runtime, settings, credentials=credentials)
-    try:
-        async with serving(bot, credentials, settings) as where:
-            log.info("%s", where)
-            await stop.wait()
-    finally:
-        await bot.aclose()
+def resolve(names: Sequence[str]) -> list[Platform]:
+    """The platforms named (each once, in order); a ValueError naming the known ones otherwise."""
+    unknown = sorted(set(names) - set(adapters.names()))
+    if unknown or not names:
+        raise ValueError(
+            f"serve takes one or more of: {', '.join(adapters.names())} (got {', '.join(unknown) or 'none'})"
+        )
+    return [adapters.load(name) for name in dict.fromkeys(names)]
 
 
-async def _discord(runtime: Runtime, settings: Settings, stop: asyncio.Event) -> None:
-    from adapters.discord.client import build_client, discord_token, serve_discord, stop_discord
-
-    token = discord_token(settings)
-    client = build_client(runtime, settings)
-    serving = asyncio.create_task(serve_discord(client, token))
-    stopping = asyncio.create_task(stop.wait())
-    try:
-        await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopping.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await stopping
-        await stop_discord(client)  # lets answers in progress finish first
-    await serving  # re-raise a start-up error (bad token, refused intent)
+async def serve(settings: Settings, names: Sequence[str], *, stop: asyncio.Event | None = None) -> None:
+    """Serve the registered platforms ``names`` on one runtime until a signal, ``stop``, or one of them ends."""
+    await serve_platforms(settings, resolve(names), stop=stop)
 
 
-async def serve(settings: Settings, platforms: Sequence[str], *, stop: asyncio.Event | None = None) -> None:
-    unknown = sorted(set(platforms) - set(PLATFORMS))
-    if unknown or not platforms:
-        raise ValueError(f"serve takes one or more of: {', '.join(PLATFORMS)} (got {', '.join(unknown) or 'none'})")
+async def serve_platforms(
+    settings: Settings, platforms: Sequence[Platform], *, stop: asyncio.Event | None = None
+) -> None:
+    """The lifecycle itself, for platforms already loaded (see the module docstring)."""
+    for platform in platforms:
+        settings.platform(platform.settings_model)
+        platform.check(settings)
     stop = stop or asyncio.Event()
+    with _stop_on_signals(stop):
+        runtime = await Runtime.start(settings, serve_ingest=True)
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            for line in runtime.describe():
+                log.info("%s", line)
+            tasks = [
+                asyncio.create_task(platform.serve(runtime, stop), name=f"bothbot-{platform.name}")
+                for platform in platforms
+            ]
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            stop.set()  # one platform ended (a stop signal or a failure): stop the others too
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
+        finally:
+            for task in tasks:  # only when we are cancelled ourselves (a second Ctrl-C): cut them off
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await runtime.aclose()  # after every platform is done with it
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
+    """SIGTERM/SIGINT set ``stop``; after the first SIGINT, Python's own handler is back, so a second
+    Ctrl-C raises KeyboardInterrupt and stops at once (answers in flight are cut off)."""
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, stop.set)
-    runtime = await Runtime.start(settings, serve_ingest=True)
-    try:
-        for line in runtime.describe():
-            log.info("%s", line)
-        runners = {"slack": _slack, "discord": _discord}
-        tasks = [
-            asyncio.create_task(runners[name](runtime, settings, stop), name=f"bothbot-{name}")
-            for name in dict.fromkeys(platforms)
-        ]
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        stop.set()  # one adapter ended (stop signal or failure): stop the others too
-        results = await asyncio.gather(*tasks, return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+    installed: list[signal.Signals] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        again = " (Ctrl-C again to stop at once)" if sig is signal.SIGINT else ""
+        log.info("%s: finishing the answers in progress, then stopping%s", sig.name, again)
+        stop.set()
+        if sig is signal.SIGINT:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(sig)
-        await runtime.aclose()
+
+    for sig in SIGNALS:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not the main thread, Windows
+            loop.add_signal_handler(sig, on_signal, sig)
+            installed.append(sig)
+    try:
+        yield
+    finally:
+        for sig in installed:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.remove_signal_handler(sig)

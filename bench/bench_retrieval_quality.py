@@ -1,6 +1,6 @@
 """Retrieval quality of BM25 settings on PubMedQA (or any BEIR folder): prints a table, asserts nothing.
 
-    python bench/bench_retrieval_quality.py [--pubmedqa ../shared/datasets/pubmedqa | --beir DIR]
+    python bench/bench_retrieval_quality.py [--pubmedqa DIR | --beir DIR]
 
 Each row ingests the corpus into a fresh embedded store with one configuration and scores every
 judged query (see retrieval/evaluate.py for the metrics).

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from bot.experiments import EXPERIMENT_FIELD, Experiment
 from bot.model_client import ModelRouter
 from bot.settings import Settings
 from bot.state import StateStore
 
-ReplyMode = Literal["thread", "reply"]
+CORE_FIELDS = frozenset({"profile", "rag", "kbs", "thread_followups", EXPERIMENT_FIELD})
+"""Fields of a channel's Redis hash that the core itself reads; any other is a platform's option."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,8 +21,10 @@ class ChannelSettings:
     rag: bool
     kbs: tuple[str, ...]
     thread_followups: bool
-    reply_mode: ReplyMode
     experiment: Experiment | None = None  # a running experiment: its arms override profile and retrieval
+    options: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    """Settings a platform declares for its channels (Discord's ``reply_mode``): an admin's change
+    over bothbot.toml's ``[channels."…"]``. A name that is absent means the platform's default."""
 
 
 class ChannelConfig:
@@ -48,14 +52,13 @@ class ChannelConfig:
         followups = defaults.thread_followups if defaults and defaults.thread_followups is not None else True
         if "thread_followups" in overrides:
             followups = overrides["thread_followups"] == "on"
-        reply_mode: ReplyMode = defaults.reply_mode if defaults and defaults.reply_mode else "thread"
-        if overrides.get("reply_mode") in ("thread", "reply"):
-            reply_mode = "reply" if overrides["reply_mode"] == "reply" else "thread"
+        options = {**(defaults.options if defaults else {})}
+        options.update((name, value) for name, value in overrides.items() if name not in CORE_FIELDS)
         return ChannelSettings(
             profile=profile,
             rag=rag,
             kbs=kbs,
             thread_followups=followups,
-            reply_mode=reply_mode,
             experiment=Experiment.from_json(overrides.get(EXPERIMENT_FIELD)),
+            options=MappingProxyType(options),
         )

@@ -1,4 +1,9 @@
-"""The ``bothbot`` command (also ``python -m bot``): chat, ingest, eval, config, slack, discord."""
+"""The ``bothbot`` command (also ``python -m bot``): chat, ingest, eval, config, serve and one per platform.
+
+This is the composition root: the one module of ``bot/`` that imports ``adapters`` (the platform
+registry and the serving lifecycle), to build the platform commands and each platform's settings
+block. Everything else in ``bot/`` is platform-neutral (tests/test_architecture.py checks it).
+"""
 
 from __future__ import annotations
 
@@ -10,9 +15,13 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+import adapters
 import retrieval.cli as retrieval_cli
+from adapters.console.chat import run_chat
+from adapters.serve import serve
 from bot.evaluation import cli as evaluation_cli
 from bot.logs import configure_logging
+from bot.runtime import Runtime
 from bot.settings import ConfigError, Settings, load_settings, mask_url_password
 from bot.tune import cli as tune_cli
 from retrieval.errors import RetrievalError
@@ -32,13 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--user", default="local", help="user id (the local user is an admin)")
 
     sub.add_parser("config", help="print the effective settings, secrets masked")
-    sub.add_parser("slack", help="run the Slack adapter (Socket Mode with SLACK_APP_TOKEN, else HTTP)")
-    sub.add_parser("discord", help="run the Discord adapter")
-    serve = sub.add_parser(
+    for name in adapters.names():  # `bothbot slack`, `bothbot discord`: the same as `bothbot serve <name>`
+        sub.add_parser(name, help=adapters.summary(name)).set_defaults(platforms=[name])
+    several = sub.add_parser(
         "serve", help="run several adapters in one process (one embedded knowledge base, one runtime)"
     )
-    serve.add_argument("platforms", nargs="+", choices=("slack", "discord"), metavar="PLATFORM",
-                       help="slack and/or discord")
+    several.add_argument("platforms", nargs="+", choices=adapters.names(), metavar="PLATFORM",
+                         help=" and/or ".join(adapters.names()))
     retrieval_cli.register(sub)
     evaluation = sub.add_parser("eval", help="measure answer or retrieval quality")
     targets = evaluation.add_subparsers(dest="eval_target", metavar="TARGET", required=True)
@@ -53,10 +62,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings()
+        models = {name: adapters.settings_model(name) for name in adapters.names()}
+        for model in models.values():  # every platform's block: checked now, shown by `config`, redacted
+            settings.platform(model)
+        settings.check_channel_options(models)  # [channels."platform:…"]: the core's keys or its platform's
     except ConfigError as exc:
         print(f"bothbot: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level, settings.secret_values())
+    configure_logging(settings.log_level, settings.secret_values(), payload_loggers=adapters.payload_loggers())
     try:
         return asyncio.run(_dispatch(args, settings))
     except KeyboardInterrupt:
@@ -80,20 +93,9 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if args.command == "chat":
         return await _chat(args, settings)
-    if args.command == "slack":
-        from adapters.slack.app import run_slack
-
-        await run_slack(settings)
-        return 0
-    if args.command == "discord":
-        from adapters.discord.client import run_discord
-
-        await run_discord(settings)
-        return 0
-    if args.command == "serve":
-        from adapters.serve import serve
-
-        await serve(settings, args.platforms)
+    platforms: list[str] | None = getattr(args, "platforms", None)
+    if platforms is not None:  # `bothbot serve …` and `bothbot <platform>`: one lifecycle
+        await serve(settings, platforms)
         return 0
     raise AssertionError(f"unhandled command {args.command}")  # argparse rejects unknown ones
 
@@ -101,6 +103,8 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 def render_config(settings: Settings) -> str:
     """The effective settings as JSON; every secret is printed as ``**********``."""
     data: dict[str, Any] = settings.model_dump(mode="json")
+    for block in settings.platforms:  # flat, as they always were: slack_bot_token, discord_token …
+        data.update(block.model_dump(mode="json"))
     for name, profile in settings.profiles.items():
         data["profiles"][name]["api_key"] = "**********" if profile.api_key else None
     for field in ("redis_url", "qdrant_url", "openai_base_url"):
@@ -110,9 +114,6 @@ def render_config(settings: Settings) -> str:
 
 
 async def _chat(args: argparse.Namespace, settings: Settings) -> int:
-    from adapters.console.chat import run_chat
-    from bot.runtime import Runtime
-
     runtime = await Runtime.start(settings, serve_ingest=True)
     try:
         interactive = sys.stdin.isatty()

@@ -12,9 +12,10 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from bot.channels import ChannelConfig
+from bot.channels import ChannelConfig, ChannelSettings
+from bot.command_specs import CORE_SPECS, CommandSpec, specs_for
 from bot.evaluation.feedback import tally_feedback
-from bot.experiments import ARM_SYNTAX, Experiment, ExperimentError, Experiments, parse_arms
+from bot.experiments import Experiment, ExperimentError, Experiments, parse_arms
 from bot.messages import IncomingMessage
 from bot.model_client import ModelRouter
 from bot.profiles import TOML_ORIGIN, retirement_warning
@@ -22,22 +23,8 @@ from bot.settings import Settings
 from bot.state import StateStore
 from retrieval.api import KnowledgeBase
 
-USAGE = {
-    "help": "help — this list",
-    "ask": "ask <question> — ask a question",
-    "model": "model [profile] — show this channel's model, or switch it (admin)",
-    "models": "models — list the model profiles",
-    "rag": "rag on|off — answer from the knowledge base or from the model alone (admin)",
-    "kb": "kb [name ...] — show this channel's knowledge bases, or set them (admin)",
-    "followups": "followups on|off — answer thread follow-ups without a new mention (admin)",
-    "replymode": "replymode thread|reply — answer mentions in a new thread or as a reply (admin)",
-    "reset": "reset — forget this conversation",
-    "status": "status — this channel's settings and knowledge base size",
-    "audit": "audit — recent setting changes in this channel",
-    "experiment": "experiment [start ARM ARM … | stop] — show this channel's experiment with 👍 rates per arm, "
-    f"or start/stop one (admin); an arm is {ARM_SYNTAX}, e.g. `experiment start tuned base:norag`",
-}
-ASK_COMMAND = "ask"
+USAGE = {spec.name: spec.usage() for spec in CORE_SPECS}
+"""The core's commands' usage lines (a platform's own commands add theirs to its ``help``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +50,8 @@ def split_command(line: str) -> tuple[str, list[str]]:
     return parts[0].lower().lstrip("/"), parts[1:]
 
 
-def usage_line(name: str) -> str:
-    return f"Usage: {USAGE[name]}"
+def usage_line(name: str, spec: CommandSpec | None = None) -> str:
+    return f"Usage: {spec.usage() if spec is not None else USAGE[name]}"
 
 
 class CommandRunner:
@@ -82,6 +69,7 @@ class CommandRunner:
         self._router = router
         self._knowledge = knowledge
         self._experiments = Experiments(settings, state)
+        self._platform_specs: list[CommandSpec] = []
         self._handlers: dict[str, Callable[[IncomingMessage, list[str]], Awaitable[CommandResult]]] = {
             "help": self._help,
             "model": self._model,
@@ -89,25 +77,46 @@ class CommandRunner:
             "rag": self._rag,
             "kb": self._kb,
             "followups": self._followups,
-            "replymode": self._replymode,
             "reset": self._reset,
             "status": self._status,
             "audit": self._audit,
             "experiment": self._experiment,
         }
+        questions = {s.name for s in CORE_SPECS if s.question}
+        missing = {s.name for s in CORE_SPECS} - questions - set(self._handlers)
+        undeclared = set(self._handlers) - {s.name for s in CORE_SPECS}
+        if missing or undeclared:  # pragma: no cover - a programming error, caught by every test
+            raise RuntimeError(f"command specs and handlers disagree: {sorted(missing | undeclared)}")
+
+    def add(self, spec: CommandSpec) -> None:
+        """A platform's own command (declarative: it ``sets`` one channel setting); adding it again is a no-op."""
+        if spec.sets is None:
+            raise ValueError(f"platform command {spec.name!r} must declare the channel setting it sets")
+        if spec in self._platform_specs:
+            return
+        specs_for(spec.platforms[0] if spec.platforms else "", [*self._platform_specs, spec])  # no clash
+        self._platform_specs.append(spec)
+
+    def specs(self, platform: str) -> tuple[CommandSpec, ...]:
+        """The commands offered on ``platform``, in help order."""
+        return specs_for(platform, self._platform_specs)
+
+    def spec(self, platform: str, name: str) -> CommandSpec | None:
+        return next((s for s in self.specs(platform) if s.name == name), None)
 
     async def run(self, msg: IncomingMessage, name: str, args: list[str]) -> CommandResult:
-        handler = self._handlers.get(name)
-        if handler is None:
-            return CommandResult(
-                f"Unknown command `{name[:40]}`. Commands: {', '.join(sorted(USAGE))}. Try `help`.", refused=True
-            )
-        return await handler(msg, args)
+        spec = self.spec(msg.platform, name)
+        if spec is None or spec.question:
+            names = ", ".join(sorted(s.name for s in self.specs(msg.platform)))
+            return CommandResult(f"Unknown command `{name[:40]}`. Commands: {names}. Try `help`.", refused=True)
+        if spec.sets is not None:
+            return await self._set_choice(msg, spec, args)
+        return await self._handlers[name](msg, args)
 
     # --- read-only -----------------------------------------------------------------------
 
     async def _help(self, msg: IncomingMessage, args: list[str]) -> CommandResult:
-        return CommandResult("Commands:\n" + "\n".join(f"• {line}" for line in USAGE.values()))
+        return CommandResult("Commands:\n" + "\n".join(f"• {s.usage()}" for s in self.specs(msg.platform)))
 
     async def _models(self, msg: IncomingMessage, args: list[str]) -> CommandResult:
         if args:
@@ -180,8 +189,8 @@ class CommandRunner:
                     model_line,
                     f"• retrieval: {'on' if channel.rag else 'off'}",
                     f"• knowledge bases: {', '.join(channel.kbs)} ({chunks} chunks)",
-                    f"• thread follow-ups: {'on' if channel.thread_followups else 'off'}; "
-                    f"reply mode: {channel.reply_mode}",
+                    f"• thread follow-ups: {'on' if channel.thread_followups else 'off'}"
+                    + "".join(f"; {name}: {value}" for name, value in self._platform_options(msg, channel)),
                     *([f"• experiment: {channel.experiment.label} since {_when(channel.experiment.started_at)} "
                        "— new conversations are split between these arms; see `experiment`"]
                       if channel.experiment else []),
@@ -288,16 +297,27 @@ class CommandRunner:
             msg, args, "followups", "thread_followups", "thread follow-ups", channel.thread_followups
         )
 
-    async def _replymode(self, msg: IncomingMessage, args: list[str]) -> CommandResult:
-        if len(args) != 1 or args[0].lower() not in ("thread", "reply"):
-            return CommandResult(usage_line("replymode"), refused=True)
-        refusal = self._need_admin(msg, "change the reply mode")
+    def _platform_options(self, msg: IncomingMessage, channel: ChannelSettings) -> list[tuple[str, str]]:
+        """The channel settings of this platform's own commands (Discord: ``reply mode: thread``)."""
+        return [
+            (spec.sets.replace("_", " "), channel.options.get(spec.sets, spec.args[0].choices[0]))
+            for spec in self._platform_specs
+            if spec.sets is not None and spec.on(msg.platform)
+        ]
+
+    async def _set_choice(self, msg: IncomingMessage, spec: CommandSpec, args: list[str]) -> CommandResult:
+        """A platform command that writes one channel setting (Discord's ``replymode thread|reply``)."""
+        [arg] = spec.args
+        if len(args) != 1 or args[0].lower() not in arg.choices:
+            return CommandResult(usage_line(spec.name, spec), refused=True)
+        refusal = self._need_admin(msg, f"change the {spec.sets.replace('_', ' ') if spec.sets else spec.name}")
         if refusal:
             return refusal
+        value = args[0].lower()
         channel = await self._channels.get(msg.channel_key)
-        await self._change(msg, "reply_mode", channel.reply_mode, args[0].lower())
-        how = "in a thread" if args[0].lower() == "thread" else "as a reply"
-        return CommandResult(f"Mentions here are now answered {how}.")
+        before = channel.options.get(spec.sets or "", arg.choices[0])  # unset: the first choice, the default
+        await self._change(msg, spec.sets or "", before, value)
+        return CommandResult(spec.confirm.get(value) or f"{spec.name} is now {value} in this channel.")
 
     async def _kb(self, msg: IncomingMessage, args: list[str]) -> CommandResult:
         channel = await self._channels.get(msg.channel_key)

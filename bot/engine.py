@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.channels import ChannelConfig, ChannelSettings
-from bot.commands import ASK_COMMAND, CommandRunner, command_rest, split_command
+from bot.commands import CommandRunner, command_rest, split_command
 from bot.experiments import Arm, arm_for_turn
 from bot.messages import (
     AnswerKind,
@@ -86,7 +86,8 @@ class Engine:
         await self.profiles.refresh()
         if msg.command:
             name, args = split_command(msg.text)
-            if name != ASK_COMMAND:
+            spec = self.commands.spec(msg.platform, name)
+            if spec is None or not spec.question:
                 result = await self.commands.run(msg, name, args)
                 yield FinalAnswer(
                     text=result.text,

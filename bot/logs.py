@@ -32,7 +32,14 @@ class RedactSecrets(logging.Filter):
         return True
 
 
-def configure_logging(level: str, secrets: Iterable[str], stream: object = None) -> logging.Handler:
+def configure_logging(
+    level: str, secrets: Iterable[str], stream: object = None, *, payload_loggers: Iterable[str] = ()
+) -> logging.Handler:
+    """Log to ``stream`` (stderr) with every secret masked.
+
+    ``payload_loggers``: loggers of client libraries that print raw payloads (message text,
+    interaction tokens, webhook URLs) at DEBUG; each platform names its own (``adapters``).
+    """
     handler = logging.StreamHandler(stream or sys.stderr)  # type: ignore[arg-type]
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RedactSecrets(secrets))
@@ -43,7 +50,6 @@ def configure_logging(level: str, secrets: Iterable[str], stream: object = None)
     root.setLevel(level.upper())
     for noisy in ("httpx", "httpx2", "httpcore", "openai", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    # At DEBUG these print raw payloads: message text, interaction tokens, webhook URLs.
-    for chatty in ("discord.gateway", "discord.http", "discord.webhook", "slack_sdk", "slack_bolt"):
+    for chatty in payload_loggers:  # never below INFO: at DEBUG they print raw payloads
         logging.getLogger(chatty).setLevel(max(logging.INFO, root.level))
     return handler

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-Platform = Literal["console", "slack", "discord"]
+Platform = str
+"""The platform's registry name (``adapters.PLATFORMS``: ``slack``, ``discord`` …) or ``console``."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,21 +4,39 @@ Built once in ``main()`` (or by a test) and passed down; nothing else reads ``os
 Priority, highest first: constructor arguments, environment, ``.env``, ``bothbot.toml``, defaults.
 Standard names are read as they are (``OPENAI_API_KEY``, ``REDIS_URL``, ``SLACK_BOT_TOKEN`` …);
 everything else is ``BOTHBOT_<FIELD>`` (nested: ``BOTHBOT_RETRIEVAL__TOP_K``).
+
+Each platform declares its own block (``adapters/<name>/settings.py``, a :class:`PlatformSettings`)
+and this module imports none of them: :meth:`Settings.platform` validates a platform's model from
+the same sources (constructor arguments, environment, ``.env``, ``bothbot.toml``), once, and the
+composition root (``bot/cli.py``) does that for every registered platform at start-up, so a bad
+platform setting fails there, named, as any other setting does.
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from types import MappingProxyType
+from typing import Any, ClassVar, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from retrieval.config import RetrievalConfig, RetrievalEnvironment
 
@@ -30,7 +48,8 @@ class ConfigError(Exception):
     """Invalid configuration; the message names the setting and the fix."""
 
 
-def _env(name: str, field: str | None = None) -> AliasChoices:
+def env_alias(name: str, field: str | None = None) -> AliasChoices:
+    """A field read from the standard variable ``name`` (``SLACK_BOT_TOKEN``) instead of ``BOTHBOT_<FIELD>``."""
     return AliasChoices(field or name.lower(), name)
 
 
@@ -46,7 +65,8 @@ def mask_url_password(url: str) -> str:
     return url.replace(f":{password}@", ":**********@", 1) if password else url
 
 
-def _check_url(value: str | None, setting: str, schemes: tuple[str, ...]) -> str | None:
+def check_url(value: str | None, setting: str, schemes: tuple[str, ...]) -> str | None:
+    """``value`` if it is a URL with one of ``schemes`` (empty → None), else an error naming ``setting``."""
     if value is None or value == "":
         return None
     parts = urlsplit(value)
@@ -84,13 +104,18 @@ class ModelProfile(BaseModel):
     @field_validator("base_url")
     @classmethod
     def _valid_base_url(cls, value: str | None) -> str | None:
-        return _check_url(value, "base_url", ("http", "https"))
+        return check_url(value, "base_url", ("http", "https"))
 
 
 class ChannelDefaults(BaseModel):
-    """Defaults for one channel (key ``platform:workspace:channel``) before any admin changes them."""
+    """Defaults for one channel (key ``platform:workspace:channel``) before any admin changes them.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Besides the core's fields, a platform may declare settings of its channels
+    (:attr:`PlatformSettings.channel_options`, e.g. Discord's ``reply_mode``); they are kept in
+    :attr:`options` and checked against the declarations by :meth:`Settings.check_channel_options`.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
 
     profile: str | None = None
     rag: bool | None = None
@@ -98,9 +123,18 @@ class ChannelDefaults(BaseModel):
     thread_followups: bool | None = Field(
         default=None, description="Answer follow-ups in a thread the bot is part of without a new mention."
     )
-    reply_mode: Literal["thread", "reply"] | None = Field(
-        default=None, description="Discord: answer a mention in a new thread or as a reply."
-    )
+
+    @model_validator(mode="after")
+    def _options_are_words(self) -> ChannelDefaults:
+        for name, value in (self.model_extra or {}).items():
+            if not isinstance(value, str):
+                raise ValueError(f"{name}={value!r}: a platform's channel setting is one word (reply_mode = 'reply')")
+        return self
+
+    @property
+    def options(self) -> dict[str, str]:
+        """The platform-declared settings given for this channel (``reply_mode = "reply"``)."""
+        return {name: str(value) for name, value in (self.model_extra or {}).items()}
 
 
 class _TomlSource(PydanticBaseSettingsSource):
@@ -127,8 +161,8 @@ class _TomlSource(PydanticBaseSettingsSource):
         return dict(self.data)
 
 
-class Settings(BaseSettings):
-    """Every setting of a bothbot process. See the README's settings table."""
+class SettingsBase(BaseSettings):
+    """The sources every settings model reads, in priority order: see the module docstring."""
 
     model_config = SettingsConfigDict(
         env_prefix="BOTHBOT_",
@@ -140,32 +174,79 @@ class Settings(BaseSettings):
         validate_default=True,
     )
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        init_kwargs: dict[str, Any] = getattr(init_settings, "init_kwargs", {})
+        return (init_settings, env_settings, dotenv_settings, _TomlSource(settings_cls, init_kwargs))
+
+
+P = TypeVar("P", bound="PlatformSettings")
+
+
+class PlatformSettings(SettingsBase):
+    """One platform's block of settings (``adapters/<name>/settings.py``); same sources as :class:`Settings`.
+
+    Field names are the platform's top-level names (``slack_bot_token``, ``discord_token``), so the
+    environment variables, ``bothbot.toml`` keys, ``bothbot config`` output and
+    ``load_settings(**overrides)`` arguments are exactly those of the time the core declared them.
+    """
+
+    channel_options: ClassVar[Mapping[str, tuple[str, ...]]] = MappingProxyType({})
+    """Settings this platform adds to its channels: name → allowed values, the first the default
+    (``[channels."discord:…"] reply_mode = "reply"``, written by a platform command too)."""
+
+    def secret_values(self) -> list[str]:
+        """This platform's secrets (every ``SecretStr`` field that is set), for log redaction."""
+        values = (getattr(self, name) for name in type(self).model_fields)
+        return [v.get_secret_value() for v in values if isinstance(v, SecretStr) and v.get_secret_value()]
+
+
+class Settings(SettingsBase):
+    """Every setting of a bothbot process. See the README's settings table.
+
+    A platform's own block: ``settings.platform(SlackSettings)`` (see :class:`PlatformSettings`).
+    """
+
+    _inputs: dict[str, Any] = PrivateAttr(default_factory=dict)
+    _platforms: dict[type[PlatformSettings], PlatformSettings] = PrivateAttr(default_factory=dict)
+
+    def __init__(self, **values: Any) -> None:
+        super().__init__(**values)
+        self._inputs = dict(values)  # platform models read the same constructor arguments
+
     # --- where things live ---
     config_file: str | None = Field(
         default=None,
-        validation_alias=_env("BOTHBOT_CONFIG", "config_file"),
+        validation_alias=env_alias("BOTHBOT_CONFIG", "config_file"),
         description="Path of bothbot.toml (default: ./bothbot.toml if present).",
     )
     data_dir: Path = Field(default=Path(".bothbot"), description="Embedded knowledge base and local state.")
     redis_url: str | None = Field(
         default=None,
-        validation_alias=_env("REDIS_URL"),
+        validation_alias=env_alias("REDIS_URL"),
         description="redis://… for any real deployment; unset = in-process state (lost at exit).",
     )
     redis_prefix: str = Field(default="bothbot", min_length=1, description="Prefix of every Redis key.")
     qdrant_url: str | None = Field(
-        default=None, validation_alias=_env("QDRANT_URL"), description="Qdrant server; unset = embedded engine."
+        default=None, validation_alias=env_alias("QDRANT_URL"), description="Qdrant server; unset = embedded engine."
     )
     qdrant_api_key: SecretStr | None = Field(
-        default=None, validation_alias=_env("QDRANT_API_KEY"), description="API key of the Qdrant server."
+        default=None, validation_alias=env_alias("QDRANT_API_KEY"), description="API key of the Qdrant server."
     )
 
     # --- models ---
     openai_api_key: SecretStr | None = Field(
-        default=None, validation_alias=_env("OPENAI_API_KEY"), description="Default key of every profile."
+        default=None, validation_alias=env_alias("OPENAI_API_KEY"), description="Default key of every profile."
     )
     openai_base_url: str | None = Field(
-        default=None, validation_alias=_env("OPENAI_BASE_URL"), description="Any OpenAI-compatible endpoint."
+        default=None, validation_alias=env_alias("OPENAI_BASE_URL"), description="Any OpenAI-compatible endpoint."
     )
     default_model: str = Field(
         default="gpt-4o-mini", description="Model of the implicit profile used when bothbot.toml has none."
@@ -199,118 +280,6 @@ class Settings(BaseSettings):
 
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig, description="Retrieval tuning ([retrieval]).")
 
-    # --- slack ---
-    slack_bot_token: SecretStr | None = Field(
-        default=None, validation_alias=_env("SLACK_BOT_TOKEN"), description="xoxb-… bot token."
-    )
-    slack_app_token: SecretStr | None = Field(
-        default=None, validation_alias=_env("SLACK_APP_TOKEN"), description="xapp-… enables Socket Mode."
-    )
-    slack_signing_secret: SecretStr | None = Field(
-        default=None, validation_alias=_env("SLACK_SIGNING_SECRET"), description="HTTP mode: verifies requests."
-    )
-    slack_api_url: str = Field(
-        default="https://slack.com/api/", validation_alias=_env("SLACK_API_URL"), description="Slack Web API base URL."
-    )
-    port: int = Field(default=3000, ge=0, le=65535, validation_alias=_env("PORT"), description="HTTP mode port.")
-    slack_command: str = Field(default="/bothbot", description="Slash command name.")
-    slack_admins: Annotated[tuple[str, ...], NoDecode] = Field(
-        default=(), description="Slack user ids that are admins (env: comma-separated, U123,U456)."
-    )
-    slack_http_host: str = Field(default="0.0.0.0", description="HTTP mode: address to listen on.")
-    slack_native_streaming: bool = Field(
-        default=True, description="Try chat.startStream first; off = always post a placeholder and edit it."
-    )
-    slack_edit_interval_seconds: float = Field(
-        default=1.0, ge=0.0, le=30.0, description="Least time between two edits/appends of a streamed answer."
-    )
-    slack_admin_cache_seconds: int = Field(
-        default=300, ge=0, description="How long a users.info admin/owner answer is cached in Redis."
-    )
-
-    @field_validator("slack_admins", mode="before")
-    @classmethod
-    def _split_slack_admins(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return tuple(part.strip() for part in value.replace(";", ",").split(",") if part.strip())
-        return value
-
-    @field_validator("slack_command")
-    @classmethod
-    def _valid_slack_command(cls, value: str) -> str:
-        value = value.strip()
-        if not value.startswith("/") or len(value) < 2 or " " in value:
-            raise ValueError(f"slack_command={value!r} must look like /bothbot (a slash, then a name)")
-        return value
-    # --- end slack ---
-
-    # --- discord ---
-    discord_token: SecretStr | None = Field(
-        default=None, validation_alias=_env("DISCORD_TOKEN"), description="Bot token."
-    )
-    discord_api_url: str = Field(
-        default="https://discord.com/api/v10",
-        validation_alias=_env("DISCORD_API_URL"),
-        description="Discord REST API base URL.",
-    )
-    discord_gateway_url: str | None = Field(
-        default=None,
-        validation_alias=_env("DISCORD_GATEWAY_URL"),
-        description="ws(s):// gateway; unset = the URL {DISCORD_API_URL}/gateway returns.",
-    )
-    discord_admin_roles: Annotated[tuple[str, ...], NoDecode] = Field(
-        default=(), description="Role ids allowed to change settings (env: comma-separated, 123,456)."
-    )
-    discord_message_content: bool = Field(default=False, description="Use the privileged message-content intent.")
-    discord_shard_count: int | None = Field(
-        default=None, ge=1, description="Total shards across all processes; set = AutoShardedClient."
-    )
-    discord_shard_ids: Annotated[tuple[int, ...] | None, NoDecode] = Field(
-        default=None, description="Shards this process runs, e.g. 0,1 (needs discord_shard_count); unset = all."
-    )
-    discord_edit_interval_seconds: float = Field(
-        default=1.0, ge=0.0, le=10.0, description="Minimum time between edits of a streaming Discord reply."
-    )
-    discord_sync_commands: bool = Field(
-        default=True, description="Register /bothbot with Discord at start-up (bulk overwrite, idempotent)."
-    )
-    discord_thread_archive_minutes: Literal[60, 1440, 4320, 10080] = Field(
-        default=1440, description="Auto-archive time of the threads the bot opens for answers."
-    )
-
-    @field_validator("discord_admin_roles", mode="before")
-    @classmethod
-    def _split_discord_roles(cls, value: Any) -> Any:
-        return cls._discord_split(value) if isinstance(value, str) else value
-
-    @field_validator("discord_shard_ids", mode="before")
-    @classmethod
-    def _split_discord_shards(cls, value: Any) -> Any:
-        return (cls._discord_split(value) or None) if isinstance(value, str) else value
-
-    @staticmethod
-    def _discord_split(value: str) -> tuple[str, ...]:
-        """``"1, 2"``, ``"1;2"`` or ``"[1,2]"`` from an environment variable → ``("1", "2")``."""
-        parts = (p.strip().strip("\"'") for p in value.strip().strip("[]").replace(";", ",").split(","))
-        return tuple(p for p in parts if p)
-
-    @field_validator("discord_gateway_url")
-    @classmethod
-    def _valid_discord_gateway(cls, value: str | None) -> str | None:
-        return _check_url(value, "DISCORD_GATEWAY_URL", ("ws", "wss"))
-    # --- end discord ---
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        init_kwargs: dict[str, Any] = getattr(init_settings, "init_kwargs", {})
-        return (init_settings, env_settings, dotenv_settings, _TomlSource(settings_cls, init_kwargs))
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -322,27 +291,19 @@ class Settings(BaseSettings):
     def _valid_redis_url(cls, value: str | None) -> str | None:
         if value in (None, "", "memory://"):
             return None
-        return _check_url(value, "REDIS_URL", ("redis", "rediss", "unix"))
+        return check_url(value, "REDIS_URL", ("redis", "rediss", "unix"))
 
     @field_validator("qdrant_url")
     @classmethod
     def _valid_qdrant_url(cls, value: str | None) -> str | None:
         if value == ":memory:":  # qdrant-client's in-process local mode: tests and experiments only
             return value
-        return _check_url(value, "QDRANT_URL", ("http", "https"))
+        return check_url(value, "QDRANT_URL", ("http", "https"))
 
     @field_validator("openai_base_url")
     @classmethod
     def _valid_openai_url(cls, value: str | None) -> str | None:
-        return _check_url(value, "OPENAI_BASE_URL", ("http", "https"))
-
-    @field_validator("slack_api_url", "discord_api_url")
-    @classmethod
-    def _valid_platform_url(cls, value: str) -> str:
-        checked = _check_url(value, "platform API URL", ("http", "https"))
-        if checked is None:
-            raise ValueError("the platform API URL must not be empty")
-        return checked
+        return check_url(value, "OPENAI_BASE_URL", ("http", "https"))
 
     @model_validator(mode="after")
     def _resolve_profiles(self) -> Settings:
@@ -395,33 +356,74 @@ class Settings(BaseSettings):
             openai_api_key=self.openai_api_key.get_secret_value() if self.openai_api_key else None,
         )
 
+    def platform(self, model: type[P]) -> P:
+        """The platform block ``model`` validated from this tree's sources (once; then cached).
+
+        Raises :class:`ConfigError` naming the setting, as :func:`load_settings` does.
+        """
+        found = self._platforms.get(model)
+        if not isinstance(found, model):
+            try:
+                found = model(**self._inputs)
+            except ValidationError as exc:
+                raise _config_error(exc) from None
+            self._platforms[model] = found
+        return found
+
+    def check_channel_options(self, platforms: Mapping[str, type[PlatformSettings]]) -> None:
+        """Every ``[channels."platform:…"]`` key is the core's or one its platform declares, with an
+        allowed value (``platforms``: name → settings model, from the registry).
+
+        The composition root calls this at start-up: a misspelt key, or another platform's setting,
+        then fails there, named, instead of being ignored.
+        """
+        core = list(ChannelDefaults.model_fields)
+        for key, channel in self.channels.items():
+            platform = key.split(":", 1)[0]
+            model = platforms.get(platform)
+            declared = model.channel_options if model is not None else {}
+            for name, value in channel.options.items():
+                allowed = declared.get(name)
+                if allowed is None:
+                    known = ", ".join([*core, *declared])
+                    problem = f"not a setting of {platform} channels (known: {known})"
+                elif value not in allowed:
+                    problem = f"{value!r} is not one of {', '.join(allowed)}"
+                else:
+                    continue
+                raise ConfigError(f"invalid settings:\n  channels.{key}.{name}: {problem}")
+
+    @property
+    def platforms(self) -> tuple[PlatformSettings, ...]:
+        """The platform blocks validated so far (the composition root validates every registered one)."""
+        return tuple(self._platforms.values())
+
     def secret_values(self) -> list[str]:
-        """Every secret this process knows, for log redaction."""
+        """Every secret this process knows, for log redaction (platform blocks included)."""
         secrets = [
             self.openai_api_key,
             self.qdrant_api_key,
-            self.slack_bot_token,
-            self.slack_app_token,
-            self.slack_signing_secret,
-            self.discord_token,
             self.retrieval.embedding_api_key,
             *(p.api_key for p in self.profiles.values()),
         ]
         values = [s.get_secret_value() for s in secrets if s is not None and s.get_secret_value()]
         passwords = (url_password(u) for u in (self.redis_url, self.qdrant_url, self.openai_base_url))
-        return values + [p for p in passwords if p]
+        platforms = [value for block in self._platforms.values() for value in block.secret_values()]
+        return values + [p for p in passwords if p] + platforms
 
 
 def load_settings(**overrides: Any) -> Settings:
     """Build the settings tree or raise :class:`ConfigError` with a message naming the fix."""
-    from pydantic import ValidationError
-
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"]) or "settings"
-            msg = err["msg"].removeprefix("Value error, ")
-            lines.append(f"{loc}: {msg}")
-        raise ConfigError("invalid settings:\n  " + "\n  ".join(lines)) from None
+        raise _config_error(exc) from None
+
+
+def _config_error(exc: ValidationError) -> ConfigError:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "settings"
+        msg = err["msg"].removeprefix("Value error, ")
+        lines.append(f"{loc}: {msg}")
+    return ConfigError("invalid settings:\n  " + "\n  ".join(lines))

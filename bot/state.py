@@ -184,6 +184,31 @@ class StateStore:
     async def forget(self, conversation_key: str) -> bool:
         return bool(await self.redis.delete(self.key("history", conversation_key)))
 
+    # --- threads the bot is part of (adapters.common.memory) ---------------------------------
+
+    async def remember_thread(self, platform: str, thread: str, *, parent: str = "", ttl_seconds: int) -> None:
+        """The bot answers in ``thread`` on ``platform`` (``parent``: its parent channel, if any)."""
+        await self.redis.set(self.key(platform, "thread", thread), parent or "1", ex=ttl_seconds)
+
+    async def knows_thread(self, platform: str, thread: str) -> bool:
+        return bool(await self.redis.exists(self.key(platform, "thread", thread)))
+
+    async def thread_parent(self, platform: str, thread: str) -> str | None:
+        """The parent recorded for a known thread (``"1"`` when none was); None for an unknown thread."""
+        value = await self.redis.get(self.key(platform, "thread", thread))
+        return None if value is None else str(value)
+
+    async def remember_replies(self, platform: str, message_ids: Sequence[str], root: str, *, ttl_seconds: int) -> None:
+        """The bot's messages ``message_ids`` answer in the conversation ``root``."""
+        pipe = self.redis.pipeline(transaction=False)
+        for message_id in message_ids:
+            pipe.set(self.key(platform, "reply", message_id), root, ex=ttl_seconds)
+        await pipe.execute()
+
+    async def reply_root(self, platform: str, message_id: str) -> str | None:
+        value = await self.redis.get(self.key(platform, "reply", message_id))
+        return None if value is None else str(value)
+
     # --- traces and feedback -------------------------------------------------------------------
 
     def trace_index(self, channel: str | None = None) -> str:

@@ -1,4 +1,5 @@
-"""Shared fixtures: isolated env and cwd, real Redis with a per-test key prefix, the OpenAI fake."""
+"""Shared fixtures: isolated env and cwd, real Redis with a per-test key prefix, the OpenAI fake, the
+model profiles every suite uses (one base model, one fine-tune)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,17 @@ _ISOLATED_ENV_PREFIXES = ("BOTHBOT_", "OPENAI_", "SLACK_", "DISCORD_", "QDRANT_"
 _ISOLATED_ENV_NAMES = ("PORT",)
 
 MakeSettings = Callable[..., Settings]
+
+BASE_MODEL = "base-model"
+TUNED_MODEL = "ft:base-model:acme:support:abc123"
+PROFILES: Mapping[str, Mapping[str, str]] = {"base": {"model": BASE_MODEL}, "tuned": {"model": TUNED_MODEL}}
+"""The model profiles of every suite: ``base`` (the default) and ``tuned`` (a fine-tune of it)."""
+
+
+@pytest.fixture
+def profiles() -> dict[str, dict[str, str]]:
+    """A fresh copy of :data:`PROFILES`, for ``make_settings(profiles=...)``."""
+    return {name: dict(values) for name, values in PROFILES.items()}
 
 
 @pytest.fixture(autouse=True)

@@ -1,9 +1,10 @@
 """Wiring: a real ``discord.Client`` (or ``AutoShardedClient``) bound to a started Runtime.
 
-``run_discord(settings)`` is what ``bothbot discord`` runs. The building blocks: ``build_client
-(runtime)`` returns a client that only needs starting (tests start it themselves), and
-``serve_discord(client, token)`` runs it with clear start-up errors (for a process that runs
-several adapters on one Runtime).
+``bothbot discord`` runs ``adapters.serve`` with the platform in ``platform.py``, which uses the
+building blocks here: ``check_settings`` (clear errors before anything opens), ``build_client
+(runtime)`` (a client that only needs starting; tests start it themselves), ``serve_discord
+(client, token)`` (runs it, start-up refusals as clear errors) and ``stop_discord`` (drain, then
+close). ``run_discord(settings)`` is the same lifecycle for a caller in Python.
 
 Endpoints: ``DISCORD_API_URL`` becomes ``discord.http.Route.BASE`` and the gateway URL becomes
 ``DiscordWebSocket.DEFAULT_GATEWAY``. Both are class attributes in discord.py, so they are
@@ -16,12 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-from collections.abc import Callable
 from typing import Any
 
-import aiohttp
 import discord
 import discord.webhook.async_
 import yarl
@@ -29,11 +27,14 @@ from discord import app_commands
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
+from adapters.base import RuntimePort
+from adapters.discord import compat
 from adapters.discord.commands import build_group
 from adapters.discord.handlers import AdapterOptions, DiscordAdapter
 from adapters.discord.memory import ConversationMemory
-from adapters.discord.payloads import normalize_event
-from bot.runtime import Runtime
+from adapters.discord.settings import DiscordSettings
+from adapters.discord.specs import DISCORD_SPECS
+from adapters.serve import serve
 from bot.settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
@@ -47,30 +48,14 @@ TOKEN_HELP = (
 )
 
 
-def configure_endpoints(settings: Settings) -> None:
+def configure_endpoints(settings: DiscordSettings) -> None:
     """Point discord.py at ``DISCORD_API_URL`` and, when given, ``DISCORD_GATEWAY_URL``."""
     Route.BASE = settings.discord_api_url.rstrip("/")
     if settings.discord_gateway_url:  # the settings validator checked it is ws:// or wss://
         DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.discord_gateway_url)
-    # discord.py parses a body as JSON only when the content type is exactly "application/json";
-    # a compatible server answering "application/json; charset=utf-8" (aiohttp's, Flask's default)
-    # would otherwise hand it strings where it expects objects. Discord itself is unaffected.
-    discord.http.json_or_text = _json_or_text
-    setattr(discord.webhook.async_, "json_or_text", _json_or_text)  # noqa: B010 (not exported)
 
 
-async def _json_or_text(response: aiohttp.ClientResponse) -> dict[str, Any] | str:
-    text = await response.text(encoding="utf-8")
-    if response.content_type == "application/json" and text:  # media type, parameters ignored
-        try:
-            parsed: dict[str, Any] = json.loads(text)
-            return parsed
-        except ValueError:
-            return text
-    return text
-
-
-def build_intents(settings: Settings) -> discord.Intents:
+def build_intents(settings: DiscordSettings) -> discord.Intents:
     """Guilds, guild and DM messages; message content only when enabled (it is privileged)."""
     intents = discord.Intents.none()
     intents.guilds = True
@@ -80,7 +65,7 @@ def build_intents(settings: Settings) -> discord.Intents:
     return intents
 
 
-def _shard_options(settings: Settings) -> dict[str, Any]:
+def _shard_options(settings: DiscordSettings) -> dict[str, Any]:
     count, ids = settings.discord_shard_count, settings.discord_shard_ids
     if ids is not None and count is None:
         raise ConfigError("discord_shard_ids needs discord_shard_count (the total across all processes).")
@@ -100,7 +85,8 @@ class _Wiring:
     """Event hooks shared by the plain and the sharded client."""
 
     bothbot: DiscordAdapter
-    bothbot_settings: Settings
+    bothbot_settings: DiscordSettings
+    bothbot_compat: bool = False
     tree: app_commands.CommandTree[Any]
     _sync_task: asyncio.Task[None] | None = None
 
@@ -123,37 +109,34 @@ class _Wiring:
             log.warning("could not register the /bothbot command (%s); existing registration stays", exc)
 
     async def application_info(self) -> discord.AppInfo:
-        """The application, or — when the server does not provide it — one with the bot user's id.
+        """The application; with compat on, one with the bot user's id when the server has none.
 
         discord.py reads the application at login for its id (used to register commands and to
         answer interactions). Every application created since 2017 has its bot user's id, so a
-        server without ``/oauth2/applications/@me`` costs nothing but a warning.
+        server without ``/oauth2/applications/@me`` costs nothing but a warning (compat only).
         """
         client: discord.Client = self  # type: ignore[assignment]
         try:
             return await discord.Client.application_info(client)
         except (discord.HTTPException, KeyError, TypeError, ValueError) as exc:
-            user = client.user
-            if user is None:
+            if not self.bothbot_compat:
                 raise
-            log.warning("could not read the application (%s); using the bot user's id %s", exc, user.id)
-            data: dict[str, Any] = {
-                "id": str(user.id),
-                "name": user.name,
-                "description": "",
-                "icon": None,
-                "bot_public": False,
-                "bot_require_code_grant": False,
-                "owner": {"id": str(user.id), "username": user.name, "discriminator": "0", "avatar": None},
-                "verify_key": "",
-                "flags": 0,
-            }
-            return discord.AppInfo(client._connection, data)  # type: ignore[arg-type]
+            return compat.application_from_user(client, exc)
+
+    async def login(self, token: str) -> None:
+        client: discord.Client = self  # type: ignore[assignment]
+        if self.bothbot_compat:  # in place from the first request on, until this client closes
+            compat.install(client)
+        await super().login(token)  # type: ignore[misc]
 
     async def close(self) -> None:
+        client: discord.Client = self  # type: ignore[assignment]
         if self._sync_task is not None:
             self._sync_task.cancel()
-        await super().close()  # type: ignore[misc]
+        try:
+            await super().close()  # type: ignore[misc]
+        finally:
+            compat.uninstall(client)
 
     async def on_ready(self) -> None:
         client: discord.Client = self  # type: ignore[assignment]
@@ -189,34 +172,39 @@ class ShardedBothbotClient(_Wiring, discord.AutoShardedClient):
     pass
 
 
-def build_client(runtime: Runtime, settings: Settings | None = None) -> discord.Client:
+def build_client(runtime: RuntimePort, settings: Settings | None = None) -> discord.Client:
     """A ready-to-start client answering with ``runtime.engine``; also points discord.py at the URLs."""
     settings = settings or runtime.settings
-    configure_endpoints(settings)
-    shards = _shard_options(settings)
+    discord_settings = settings.platform(DiscordSettings)
+    configure_endpoints(discord_settings)
+    shards = _shard_options(discord_settings)
     cls = ShardedBothbotClient if shards else BothbotClient
     client: BothbotClient | ShardedBothbotClient = cls(
-        intents=build_intents(settings),
+        intents=build_intents(discord_settings),
         max_messages=None,  # no message cache: nothing here reads old messages
         chunk_guilds_at_startup=False,
         member_cache_flags=discord.MemberCacheFlags.none(),
         allowed_mentions=discord.AllowedMentions.none(),
         **shards,
     )
-    _guard_parsers(client)
-    state = runtime.state
-    memory = ConversationMemory(state.redis, state.key, settings.history_ttl_seconds)
+    client.bothbot_compat = discord_settings.discord_compat
+    if client.bothbot_compat:
+        compat.guard_parsers(client)
+    memory = ConversationMemory(runtime.state, settings.history_ttl_seconds)
     options = AdapterOptions(
-        admin_roles=tuple(settings.discord_admin_roles),
-        edit_interval=settings.discord_edit_interval_seconds,
-        thread_archive_minutes=settings.discord_thread_archive_minutes,
+        admin_roles=tuple(discord_settings.discord_admin_roles),
+        edit_interval=discord_settings.discord_edit_interval_seconds,
+        thread_archive_minutes=discord_settings.discord_thread_archive_minutes,
+        compat=discord_settings.discord_compat,
     )
     adapter = DiscordAdapter(client, runtime.engine, memory, options)
+    for spec in DISCORD_SPECS:  # Discord's own commands (replymode), run by the core from their specs
+        runtime.engine.commands.add(spec)
     tree: app_commands.CommandTree[Any] = _AutocompleteOnlyTree(client)
     tree.add_command(build_group(adapter.on_command, lambda: runtime.settings.profiles.keys()))
     tree.on_error = _tree_error  # type: ignore[method-assign]
     client.bothbot = adapter
-    client.bothbot_settings = settings
+    client.bothbot_settings = discord_settings
     client.tree = tree
     return client
 
@@ -232,33 +220,6 @@ class _AutocompleteOnlyTree(app_commands.CommandTree[Any]):
 
     async def interaction_check(self, interaction: discord.Interaction[Any], /) -> bool:
         return interaction.type is discord.InteractionType.autocomplete
-
-
-def _guard_parsers(client: discord.Client) -> None:
-    """Sparse gateway events are completed; one discord.py still cannot parse is logged and skipped.
-
-    discord.py lets a parser's exception (say, a KeyError on a GUILD_CREATE whose channels lack a
-    field) escape the gateway loop, which stops the client. One odd event must cost only itself:
-    messages in a guild that was never cached are still answered (the adapter does not need the cache).
-    """
-    parsers: dict[str, Callable[[Any], None]] = client._connection.parsers
-
-    def guild_of(channel_id: str) -> str | None:
-        channel = client.get_channel(int(channel_id)) if channel_id.isdigit() else None
-        guild = getattr(channel, "guild", None)
-        return str(guild.id) if guild is not None else None
-
-    def guarded(event: str, parse: Callable[[Any], None]) -> Callable[[Any], None]:
-        def run(data: Any) -> None:
-            try:
-                parse(normalize_event(event, data, guild_of))
-            except Exception:
-                log.warning("could not read a %s event from the gateway; skipped it", event, exc_info=True)
-
-        return run
-
-    for event, parse in list(parsers.items()):
-        parsers[event] = guarded(event, parse)
 
 
 async def _tree_error(interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
@@ -277,7 +238,8 @@ async def _tree_error(interaction: discord.Interaction, error: app_commands.AppC
 
 def discord_token(settings: Settings) -> str:
     """The bot token, or a :class:`ConfigError` naming ``DISCORD_TOKEN``."""
-    token = settings.discord_token.get_secret_value().strip() if settings.discord_token else ""
+    block = settings.platform(DiscordSettings)
+    token = block.discord_token.get_secret_value().strip() if block.discord_token else ""
     if not token:
         raise ConfigError(TOKEN_HELP)
     return token
@@ -312,11 +274,13 @@ async def stop_discord(client: discord.Client, grace: float = SHUTDOWN_GRACE_SEC
     await client.close()
 
 
-async def run_discord(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
-    """``bothbot discord``: connect, answer until SIGTERM/SIGINT or ``stop``, then finish the answers in
-    progress and close (see ``adapters.serve``)."""
-    from adapters.serve import serve
+def check_settings(settings: Settings) -> None:
+    """A :class:`ConfigError` naming the setting if the Discord block cannot start (before anything opens)."""
+    discord_token(settings)
+    _shard_options(settings.platform(DiscordSettings))
 
-    discord_token(settings)  # fail on bad settings before opening anything
-    _shard_options(settings)
+
+async def run_discord(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
+    """What ``bothbot discord`` runs: connect, answer until SIGTERM/SIGINT or ``stop``, then finish the
+    answers in progress and close (see ``adapters.serve``)."""
     await serve(settings, ["discord"], stop=stop)

@@ -14,10 +14,15 @@ from typing import Any, Literal
 
 import discord
 
+from adapters.discord.specs import BY_NAME, COMMANDS
+from bot.command_specs import CommandSpec
 from bot.messages import FeedbackValue, IncomingMessage
 
 GROUP_NAME = "bothbot"
 """The one slash command; everything else is a subcommand of it."""
+
+QUESTION = next(spec for spec in COMMANDS if spec.question)
+"""The command free text becomes (``ask``)."""
 
 DM_WORKSPACE = "@me"
 """Workspace of direct messages (Discord's own URLs use ``/channels/@me/<id>``)."""
@@ -176,40 +181,50 @@ def command_to_incoming(
 
 
 def command_line(name: str, *args: str | None) -> str:
-    """``("model", "tuned")`` → ``"model tuned"``; arguments with spaces are quoted for the core's shlex."""
+    """``("model", "tuned")`` → ``"model tuned"``; arguments with spaces are quoted for the core's shlex.
+
+    A command whose last argument takes the rest of the line (``ask``'s question) gets it verbatim.
+    """
+    spec = BY_NAME.get(name)
+    verbatim = bool(spec and spec.args and spec.args[-1].rest)
     parts = [name]
     for arg in args:
         if arg is None or not arg.strip():
             continue
         value = arg.strip()
-        if name == "ask":
+        if verbatim or not re.search(r"[\s'\"]", value):
             parts.append(value)  # the core takes the rest of the line verbatim
-        elif re.search(r"[\s'\"]", value):
-            parts.append('"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"')
         else:
-            parts.append(value)
+            parts.append('"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"')
     return " ".join(parts)
 
 
+def spec_line(spec: CommandSpec, values: Mapping[str, str]) -> str:
+    """A subcommand's option values as the core's command line, following the command's spec.
+
+    Options are read by their declared names, in the spec's order; a left-out option with a
+    default gets it (``experiment`` → ``experiment show``); several words (``many``) are split on
+    spaces and commas. Options under other names (a registration that differs from ours) are read
+    in order: the one value of a one-argument command, or the words of all of them.
+    """
+    values = {name: value for name, value in values.items() if value}
+    if not spec.args:
+        return spec.name
+    if values and not {a.name for a in spec.args} & values.keys():
+        if len(spec.args) > 1:
+            return " ".join([spec.name, *" ".join(values.values()).replace(",", " ").split()])
+        values = {spec.args[0].name: next(iter(values.values()))}
+    words: list[str | None] = []
+    for arg in spec.args:
+        value = values.get(arg.name) or arg.default
+        if value and arg.many:
+            words.extend(value.replace(",", " ").split())
+        else:
+            words.append(value)
+    return command_line(spec.name, *words)
+
+
 # ------------------------------------------------------------------------------ slash commands
-
-SUBCOMMAND_ARGUMENT: Mapping[str, str | None] = {
-    "ask": "question",
-    "model": "profile",
-    "models": None,
-    "rag": "state",
-    "kb": "names",
-    "followups": "state",
-    "replymode": "mode",
-    "reset": None,
-    "status": None,
-    "audit": None,
-    "help": None,
-    "experiment": "action",
-}
-"""Each ``/bothbot`` subcommand and the name of its (first) option (None: it takes none)."""
-
-PUBLIC_SUBCOMMANDS = frozenset({"ask"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,7 +245,8 @@ def _is_subcommand(option: Mapping[str, Any]) -> bool:
     return "value" not in option  # a server that leaves out ``type``: options without a value nest
 
 
-def _option_text(value: Any) -> str:
+def option_text(value: Any) -> str:
+    """An option's value as command-line text (booleans as on/off)."""
     if isinstance(value, bool):
         return "on" if value else "off"
     return str(value).strip()
@@ -244,6 +260,7 @@ def slash_command(data: Mapping[str, Any]) -> SlashCommand | None:
     without ``type``, an option under another name, booleans for on/off, a subcommand registered
     as its own top-level command (``/model profile:tuned``), or ``/bothbot`` with one free-text
     option holding the whole line (``/bothbot text:"model tuned"``; plain text there is a question).
+    Which subcommands exist, and their options, come from the command specs (:data:`COMMANDS`).
     """
     root = str(data.get("name") or "").strip().lower()
     path = [] if root == GROUP_NAME else [root]
@@ -251,38 +268,20 @@ def slash_command(data: Mapping[str, Any]) -> SlashCommand | None:
     while (sub := next((o for o in options if _is_subcommand(o)), None)) is not None:
         path.append(str(sub.get("name") or "").strip().lower())
         options = _options(sub)
-    values = {str(o.get("name")): _option_text(o["value"]) for o in options if o.get("value") is not None}
+    values = {str(o.get("name")): option_text(o["value"]) for o in options if o.get("value") is not None}
     values = {name: value for name, value in values.items() if value}
     if not path:
         text = " ".join(values.values()).strip()
         if not text:
             return SlashCommand("help", False)
         first = text.split(maxsplit=1)[0].lower()
-        if first in SUBCOMMAND_ARGUMENT:
-            return SlashCommand(first + text[len(first) :], first in PUBLIC_SUBCOMMANDS)
-        return SlashCommand(command_line("ask", text), True)
-    name = path[-1]
-    if name not in SUBCOMMAND_ARGUMENT:
+        if first in BY_NAME:
+            return SlashCommand(first + text[len(first) :], BY_NAME[first].public)
+        return SlashCommand(command_line(QUESTION.name, text), QUESTION.public)
+    spec = BY_NAME.get(path[-1])
+    if spec is None:
         return None
-    option = SUBCOMMAND_ARGUMENT[name]
-    arg = None if option is None else values.get(option, next(iter(values.values()), None))
-    if name == "kb" and arg:
-        return SlashCommand("kb " + " ".join(arg.replace(",", " ").split()), False)
-    if name == "experiment":
-        return SlashCommand(experiment_line(values.get("action"), values.get("arms"), values), False)
-    return SlashCommand(command_line(name, arg), name in PUBLIC_SUBCOMMANDS)
-
-
-def experiment_line(action: str | None, arms: str | None, values: Mapping[str, str] | None = None) -> str:
-    """``/bothbot experiment action:start arms:"tuned base:norag"`` → ``experiment start tuned base:norag``.
-
-    Without an ``action`` option, the words of any options are read in order (``start tuned base``).
-    """
-    if action is None and values:
-        words = " ".join(values.values()).replace(",", " ").split()
-    else:
-        words = [*(action or "show").split(), *(arms or "").replace(",", " ").split()]
-    return " ".join(["experiment", *words])
+    return SlashCommand(spec_line(spec, values), spec.public)
 
 
 def is_admin(permissions: int, role_ids: Iterable[str], admin_roles: Sequence[str], *, in_guild: bool = True) -> bool:

@@ -1,21 +1,26 @@
 """What the bot does with each Discord event: messages, slash commands, feedback clicks.
 
-The adapter boundary: every handler catches broadly once, logs with the event id, and tells the
-user something short and true. The engine is called with one :class:`IncomingMessage`; if it
-yields nothing (an event already handled by another replica or shard), nothing is posted.
+The adapter boundaries (``adapters.common``): every event handler runs inside the in-flight
+tracker's guard (logs once, with the event id; drained on shutdown), and every answer inside the
+live message's boundary (logs once with the trace id, tells the user something short and true).
+The engine is called with one :class:`IncomingMessage`; if it yields nothing (an event already
+handled by another replica or shard), nothing is posted.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import discord
 
+from adapters.base import EnginePort
+from adapters.common.inflight import InFlight
+from adapters.common.texts import FEEDBACK_FAILED, answer_failed, feedback_reply
+from adapters.discord import compat
 from adapters.discord.convert import (
     DM_WORKSPACE,
     MessageFacts,
@@ -32,18 +37,19 @@ from adapters.discord.convert import (
     thread_name,
 )
 from adapters.discord.memory import ConversationMemory
-from adapters.discord.render import LiveReply, ReplySink
+from adapters.discord.render import SEND_ERRORS, LiveReply, ReplySink
+from adapters.discord.settings import reply_mode
 from adapters.discord.sinks import ChannelSink, InteractionSink, Sent
-from bot.engine import Engine
 from bot.messages import FinalAnswer, IncomingMessage, ReplyEvent
 
 log = logging.getLogger(__name__)
 
+_THREAD_ERRORS: tuple[type[Exception], ...] = (*SEND_ERRORS, KeyError, TypeError, ValueError)
+"""Opening a thread: refused, or answered with something unreadable (the answer then goes as a reply)."""
+
 ACK_WITHIN = 1.0
 """Seconds the de-duplication claim may take before an interaction is acknowledged regardless."""
 UNKNOWN_COMMAND = "I don't know that command (Discord may still show an old version). Try `/bothbot help`."
-
-FAILURE_NOTE = "Sorry — something went wrong on my side while answering (ref `{ref}`). Please try again."
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +57,14 @@ class AdapterOptions:
     admin_roles: Sequence[str] = ()
     edit_interval: float = 1.0
     thread_archive_minutes: int = 1440
+    compat: bool = False  # BOTHBOT_DISCORD_COMPAT (see compat.py)
+
+
+def public_role_ids(user: discord.User | discord.Member) -> list[str]:
+    """The member's roles (Discord's guild is always cached: GUILD_CREATE follows READY)."""
+    if not isinstance(user, discord.Member):
+        return []
+    return [str(role.id) for role in user.roles if not role.is_default()]
 
 
 async def aclose(events: AsyncIterator[ReplyEvent]) -> None:
@@ -67,50 +81,29 @@ async def _prepend(first: ReplyEvent, rest: AsyncIterator[ReplyEvent]) -> AsyncI
 
 class DiscordAdapter:
     def __init__(
-        self, client: discord.Client, engine: Engine, memory: ConversationMemory, options: AdapterOptions
+        self, client: discord.Client, engine: EnginePort, memory: ConversationMemory, options: AdapterOptions
     ) -> None:
         self.client = client
         self.engine = engine
         self.memory = memory
         self.options = options
-        self._inflight: set[asyncio.Task[Any]] = set()  # event handlers still working (see drain)
-
-    @contextlib.contextmanager
-    def _tracked(self) -> Iterator[None]:
-        task = asyncio.current_task()
-        if task is not None:
-            self._inflight.add(task)
-        try:
-            yield
-        finally:
-            self._inflight.discard(task)
+        # discord.py runs each event handler in a task of its own: tracked while it works
+        self.inflight = InFlight("discord")
 
     async def drain(self, timeout: float) -> int:
-        """Wait up to ``timeout`` seconds for the answers in progress; return how many did not finish.
+        """Wait up to ``timeout`` seconds for the answers in progress, then cancel and await the
+        rest; return how many did not finish.
 
         On SIGTERM (a deploy) the answers being written are finished before the connection closes,
         instead of leaving a status line where the answer should be.
         """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        me = asyncio.current_task()
-        while (pending := {t for t in self._inflight if t is not me and not t.done()}) and loop.time() < deadline:
-            log.info("finishing %d answer(s) before stopping", len(pending))
-            await asyncio.wait(pending, timeout=deadline - loop.time())
-        unfinished = {t for t in self._inflight if t is not me and not t.done()}
-        for task in unfinished:  # cancel and wait for them to unwind before the connection and Redis close
-            task.cancel()
-        await asyncio.gather(*unfinished, return_exceptions=True)
-        return len(unfinished)
+        return await self.inflight.drain(timeout)
 
     # ------------------------------------------------------------------------------ messages
 
     async def on_message(self, message: discord.Message) -> None:
-        with self._tracked():
-            try:
-                await self._on_message(message)
-            except Exception:
-                log.exception("failed to handle Discord message %s in channel %s", message.id, message.channel.id)
+        with self.inflight.tracking():
+            await self.inflight.guard(self._on_message(message), "message", ref=f"{message.channel.id}/{message.id}")
 
     def _bot_role_ids(self, guild: discord.Guild | None) -> list[str]:
         role = guild.self_role if guild is not None else None
@@ -132,7 +125,7 @@ class DiscordAdapter:
         root: str | None = None  # the conversation a reply to one of the bot's answers continues
         if not facts.is_direct:
             if not isinstance(message.channel, discord.abc.GuildChannel):  # a thread, or not in cache
-                stored_parent = await self.memory.thread_parent(facts.channel_id)
+                stored_parent = await self.memory.parent(facts.channel_id)
                 ours = stored_parent is not None
                 parent = parent or stored_parent
             if parent is None and facts.reference_id:
@@ -166,7 +159,7 @@ class DiscordAdapter:
             return
 
         channel_key = f"discord:{facts.guild_id}:{facts.channel_id}"
-        mode = (await self.engine.channel_settings(channel_key)).reply_mode
+        mode = reply_mode((await self.engine.channel_settings(channel_key)).options)
         incoming = message_to_incoming(
             facts, bot_id, channel_id=facts.channel_id, thread=facts.message_id, bot_role_ids=roles, is_mention=True
         )
@@ -178,7 +171,7 @@ class DiscordAdapter:
         if mode == "thread" and not isinstance(first, FinalAnswer):  # a one-line refusal needs no thread
             thread_id = await self._open_thread(facts, incoming.text)
             if thread_id is not None:
-                await self.memory.remember_thread(thread_id, facts.channel_id)
+                await self.memory.remember(thread_id, parent=facts.channel_id)
                 sink = ChannelSink(http, thread_id, fallback=as_reply)  # posting there refused: reply instead
                 await self._render(incoming, sink, _prepend(first, events), reply_root=facts.message_id)
                 return
@@ -201,7 +194,7 @@ class DiscordAdapter:
                 name=thread_name(question, facts.author_name),
                 auto_archive_duration=self.options.thread_archive_minutes,  # type: ignore[arg-type]
             )
-        except Exception as exc:
+        except _THREAD_ERRORS as exc:  # refused, or an answer it can't read
             log.info("cannot open a thread on message %s (%s); answering as a reply", facts.message_id, exc)
             return None
         return created_thread_id(data, facts.message_id)
@@ -219,7 +212,8 @@ class DiscordAdapter:
         if first is None:
             return
         if remember_thread is not None:
-            await self.memory.remember_thread(*remember_thread)
+            thread_id, parent_id = remember_thread
+            await self.memory.remember(thread_id, parent=parent_id)
         await self._render(incoming, sink, _prepend(first, events), reply_root=reply_root)
 
     async def _render(
@@ -232,16 +226,10 @@ class DiscordAdapter:
     ) -> None:
         live: LiveReply[Sent] = LiveReply(sink, interval=self.options.edit_interval)
         try:
-            await live.run(events)
-        except Exception:
-            log.exception("answer to %s failed", incoming.event_id)
-            try:
-                await live.fail(FAILURE_NOTE.format(ref=incoming.event_id.rsplit(":", 1)[-1]))
-            except Exception:
-                log.exception("could not tell the user that %s failed", incoming.event_id)
+            await live.answer(events, ref=incoming.event_id.rsplit(":", 1)[-1])
         finally:
             ids = [h.message_id for h in live.handles if h.message_id]
-            if reply_root is not None and ids:
+            if reply_root is not None:
                 await self.memory.remember_replies(ids, reply_root)
 
     # ------------------------------------------------------------------------------ interactions
@@ -256,13 +244,15 @@ class DiscordAdapter:
         """
         try:
             incoming: IncomingMessage | None = await self._command_message(interaction, line)
-        except Exception:
+        except Exception:  # boundary: a command that can't be read is still answered, truthfully
             log.exception("failed to read interaction %s", interaction.id)
             incoming = None
         if incoming is None:
             if await self._defer(interaction, public):
-                with contextlib.suppress(Exception):
-                    await InteractionSink(interaction, ephemeral=True).post(FAILURE_NOTE.format(ref=interaction.id))
+                try:
+                    await InteractionSink(interaction, ephemeral=True).post(answer_failed(str(interaction.id)))
+                except SEND_ERRORS as exc:
+                    log.warning("could not tell the user that interaction %s failed: %s", interaction.id, exc)
             return
         events = self.engine.handle(incoming)
         first = asyncio.ensure_future(anext(events, None))
@@ -278,19 +268,21 @@ class DiscordAdapter:
         live: LiveReply[Sent] = LiveReply(
             InteractionSink(interaction, ephemeral=not public), interval=self.options.edit_interval
         )
-        try:
+
+        async def reply() -> AsyncIterator[ReplyEvent]:
             head = await first
             if head is None:  # claimed elsewhere while we waited: drop the "thinking…" message
-                with contextlib.suppress(Exception):
+                try:
                     await interaction.delete_original_response()
+                except SEND_ERRORS as exc:
+                    log.info("could not drop the placeholder of interaction %s: %s", interaction.id, exc)
                 return
-            await live.run(_prepend(head, events))
-        except Exception:
-            log.exception("command %r (interaction %s) failed", line.split(" ", 1)[0], interaction.id)
-            try:
-                await live.fail(FAILURE_NOTE.format(ref=interaction.id))
-            except Exception:
-                log.exception("could not tell the user that interaction %s failed", interaction.id)
+            yield head
+            async for event in events:
+                yield event
+
+        log.debug("running command %r (interaction %s)", line.split(" ", 1)[0], interaction.id)
+        await live.answer(reply(), ref=str(interaction.id))
 
     async def _defer(self, interaction: discord.Interaction, public: bool) -> bool:
         """Acknowledge with "bothbot is thinking…"; False when Discord refuses (then nothing follows)."""
@@ -299,7 +291,7 @@ class DiscordAdapter:
         except discord.HTTPException as exc:  # too late (10062) or already acknowledged elsewhere (40060)
             log.warning("could not acknowledge interaction %s: %s", interaction.id, exc)
             return False
-        except Exception as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             # The server accepted the acknowledgement (2xx) but its response body could not be read
             # (a server that ignores ``?with_response``): the interaction is deferred, so carry on.
             log.info("acknowledged %s; its response was not readable (%r)", interaction.id, exc)
@@ -313,10 +305,9 @@ class DiscordAdapter:
         if isinstance(channel, discord.Thread):
             parent = str(channel.parent_id)
         elif guild_id is not None:  # a thread the cache does not know may still be one the bot opened
-            parent = await self.memory.thread_parent(channel_id)
+            parent = await self.memory.parent(channel_id)
         user = interaction.user
-        # the member's role ids as Discord sent them (Member.roles would drop roles not in the cache)
-        role_ids = [str(r) for r in getattr(user, "_roles", ())]
+        role_ids = compat.member_role_ids(user) if self.options.compat else public_role_ids(user)
         permissions = interaction.permissions.value
         if not permissions and isinstance(user, discord.Member):
             # Discord always sends the member's resolved permissions; fall back to the role cache
@@ -335,14 +326,11 @@ class DiscordAdapter:
 
     async def on_interaction(self, interaction: discord.Interaction) -> None:
         """Slash commands (read by :func:`slash_command`, so odd shapes still work) and feedback buttons."""
-        with self._tracked():
-            try:
-                if interaction.type is discord.InteractionType.application_command:
-                    await self._on_slash(interaction)
-                elif interaction.type is discord.InteractionType.component:
-                    await self._on_click(interaction)
-            except Exception:
-                log.exception("failed to handle interaction %s", interaction.id)
+        with self.inflight.tracking():
+            if interaction.type is discord.InteractionType.application_command:
+                await self.inflight.guard(self._on_slash(interaction), "slash command", ref=str(interaction.id))
+            elif interaction.type is discord.InteractionType.component:
+                await self.inflight.guard(self._on_click(interaction), "button click", ref=str(interaction.id))
 
     async def _on_slash(self, interaction: discord.Interaction) -> None:
         data: Mapping[str, Any] = interaction.data or {}
@@ -353,7 +341,7 @@ class DiscordAdapter:
             log.info("unknown slash command in interaction %s: %s", interaction.id, data.get("name"))
             try:
                 await interaction.response.send_message(UNKNOWN_COMMAND, ephemeral=True)
-            except Exception as exc:
+            except SEND_ERRORS as exc:
                 log.warning("could not answer interaction %s: %s", interaction.id, exc)
             return
         await self.on_command(interaction, command.line, command.public)
@@ -370,15 +358,11 @@ class DiscordAdapter:
             stored = await self.engine.record_feedback(
                 trace_id, user=str(interaction.user.id), value=value, platform="discord"
             )
-            text = (
-                f"Thanks — your {'👍' if value == 'up' else '👎'} is recorded."
-                if stored
-                else "That answer is too old to rate now, so nothing was recorded."
-            )
-        except Exception:
+            text = feedback_reply(value, stored)
+        except Exception:  # boundary: the click is answered, truthfully, whatever failed
             log.exception("failed to record feedback on trace %s", trace_id)
-            text = "Sorry — I couldn't record your feedback just now. Please try again."
+            text = FEEDBACK_FAILED
         try:
             await interaction.response.send_message(text, ephemeral=True)
-        except Exception as exc:
+        except SEND_ERRORS as exc:
             log.warning("could not acknowledge feedback click %s: %s", interaction.id, exc)

@@ -4,8 +4,9 @@ discord.py reads some fields that Discord always sends as required (a message's 
 member's ``flags``, an interaction's ``attachment_size_limit``, a channel's ``position``); a
 Discord-compatible server that leaves one out would make discord.py drop the event, or end the
 connection. :func:`normalize_event` fills in what Discord would have sent and nothing else, so a
-full payload keeps its values. Pure functions on plain JSON; the client applies them to every
-event before discord.py's parser (see ``client._guard_parsers``).
+full payload keeps its values. Pure functions on plain JSON; with ``BOTHBOT_DISCORD_COMPAT`` on, the
+client applies them to every event before discord.py's parser (see ``compat.guard_parsers``).
+Against Discord itself (compat off) events reach discord.py as they are.
 """
 
 from __future__ import annotations

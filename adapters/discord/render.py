@@ -1,10 +1,9 @@
 """Render the engine's reply stream on Discord: one live message edited about once a second.
 
-The stream is read without waiting on Discord: a separate editor task pushes the latest text,
-never sooner than ``interval`` after the previous edit (a slow or rate-limited edit never stalls
-the model stream; intermediate states are coalesced). The final edit is always sent. Answers
-longer than Discord's 2,000 characters continue in new messages, split at paragraph, line or
-word boundaries and never inside a code block without closing and reopening it. Sources go under
+The shared live message (``adapters.common.live``) reads the stream, throttles and coalesces the
+edits and always makes the final one; :class:`LiveReply` is Discord's side of it: the text as
+messages of at most 2,000 characters (split by the shared splitter, so a piece never ends inside
+a code block without closing it), edited in place, replaced when an edit fails. Sources go under
 the answer as a compact line of links; 👍/👎 buttons go on the last message.
 """
 
@@ -16,13 +15,20 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Generic, Protocol, TypeVar
 
-from bot.messages import Citation, FinalAnswer, ReplyEvent, Status, TextDelta
+import aiohttp
+import discord
+
+from adapters.common.live import LiveMessage, Throttle
+from adapters.common.splitter import split_all
+from adapters.common.texts import STOPPED_UNEXPECTEDLY
+from bot.messages import Citation, FinalAnswer, ReplyEvent
 
 log = logging.getLogger(__name__)
 
 MESSAGE_LIMIT = 2000
-_FENCE = "```"
-_SPLIT_SLACK = 8  # room kept for closing a code fence at a split
+
+SEND_ERRORS: tuple[type[Exception], ...] = (discord.DiscordException, LookupError, aiohttp.ClientError, TimeoutError)
+"""What a refused or failed post, edit or delete raises (``LookupError``: a message whose id is unknown)."""
 
 H = TypeVar("H")
 
@@ -44,46 +50,9 @@ class ReplySink(Protocol[H]):
 # ---------------------------------------------------------------------------------- formatting
 
 
-def _fence_state(text: str) -> str | None:
-    """The info string of the code block left open at the end of ``text`` (``""`` for a bare one)."""
-    open_lang: str | None = None
-    for match in re.finditer(r"^```([^\n`]*)$|```", text, flags=re.MULTILINE):
-        open_lang = (match.group(1) or "").strip() if open_lang is None else None
-    return open_lang
-
-
-def _cut_point(text: str, budget: int) -> int:
-    """Where to split ``text`` (longer than ``budget``): the last good boundary in the window."""
-    window = text[: budget + 1]
-    floor = budget // 3
-    for sep in ("\n\n", "\n", ". ", " "):
-        at = window.rfind(sep, floor, budget)
-        if at > 0:
-            return at + len(sep) if sep != "\n\n" else at + 1
-    return budget
-
-
 def split_text(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
-    """Split into pieces of at most ``limit`` characters.
-
-    A piece is final once the text after it is longer than the window, so while an answer
-    streams, earlier pieces never change: only the last one grows.
-    """
-    if limit <= _SPLIT_SLACK * 2:
-        raise ValueError("limit too small")
-    pieces: list[str] = []
-    rest = text
-    while len(rest) > limit:
-        cut = _cut_point(rest, limit - _SPLIT_SLACK)
-        piece, rest = rest[:cut], rest[cut:]
-        lang = _fence_state(piece)
-        if lang is not None:
-            piece = piece.rstrip("\n") + "\n" + _FENCE
-            rest = f"{_FENCE}{lang}\n" + rest.lstrip("\n")
-        pieces.append(piece.rstrip() or piece)
-        rest = rest.lstrip(" \n") if lang is None else rest
-    pieces.append(rest)
-    return pieces
+    """Split into pieces of at most ``limit`` characters (see ``adapters.common.splitter``)."""
+    return split_all(text, limit)
 
 
 def _escape_link_text(text: str) -> str:
@@ -131,7 +100,11 @@ def status_text(status: str) -> str:
 
 
 class LiveReply(Generic[H]):
-    """Shows one reply stream through a sink; returns the final answer (None when nothing came)."""
+    """Discord's live sink: the reply as messages through a :class:`ReplySink`.
+
+    :meth:`run` shows a reply stream and returns the final answer (None when nothing came). A
+    message whose edit fails is never edited again; the final answer replaces it.
+    """
 
     def __init__(
         self,
@@ -143,31 +116,76 @@ class LiveReply(Generic[H]):
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ) -> None:
         self._sink = sink
-        self._interval = interval
         self._limit = limit
-        self._clock = clock or asyncio.get_running_loop().time
-        self._sleep = sleep
-        self._text: list[str] = []
+        self.throttle = Throttle(interval, clock or asyncio.get_running_loop().time)
+        self.live = LiveMessage(self, self.throttle, sleep=sleep)
+        self._text = ""
         self._status = ""
         self._handles: list[H] = []
         self._shown: list[str] = []
         self._stale: set[int] = set()  # messages whose edit failed: never edited again, replaced at the end
-        self._dirty = asyncio.Event()
-        self._lock = asyncio.Lock()
-        self._last_edit = float("-inf")
+        self._dirty = False
 
     @property
     def handles(self) -> list[H]:
         return list(self._handles)
 
+    async def run(self, events: AsyncIterator[ReplyEvent]) -> FinalAnswer | None:
+        return await self.live.run(events)
+
+    async def answer(self, events: AsyncIterator[ReplyEvent], *, ref: str) -> FinalAnswer | None:
+        """:meth:`run` inside the answer's error boundary (see ``LiveMessage.answer``)."""
+        return await self.live.answer(events, ref=ref, platform="discord")
+
+    # --- LiveSink -----------------------------------------------------------------------------
+
+    @property
+    def pending(self) -> bool:
+        return self._dirty
+
+    async def start(self, status: str | None) -> None:
+        if status is not None:  # text alone is posted by the first flush
+            self._status = status
+            await self._sync(self._pieces())
+
+    async def status(self, text: str) -> None:
+        self._status = text
+        if not self._text.strip():
+            self._dirty = True
+
+    async def append(self, delta: str) -> None:
+        self._text += delta
+        self._dirty = True
+
+    async def flush(self) -> None:
+        self._dirty = False
+        try:
+            await self._sync(self._pieces())
+        except SEND_ERRORS:  # an intermediate edit is best effort: the final edit replaces what failed
+            log.warning("could not update a streaming reply; the final answer will be sent anyway", exc_info=True)
+
+    async def finish(self, final: FinalAnswer | None) -> None:
+        if final is None:  # the stream ended without a final answer: show what came, truthfully
+            final = FinalAnswer(text=f"{self._text}\n\n{STOPPED_UNEXPECTEDLY}", kind="error", trace_id="")
+        await self._sync(final_pieces(final, self._limit), final if final.feedback else None, final=True)
+
+    async def fail(self, note: str | None) -> None:
+        """After an unexpected error: keep what was shown and add a short, true note."""
+        if note is None:
+            return
+        shown = self._text.strip()
+        text = f"{shown}\n\n{note}" if shown else note
+        await self._sync(final_pieces(FinalAnswer(text=text, kind="error", trace_id=""), self._limit), final=True)
+
+    # --- messages -----------------------------------------------------------------------------
+
     def _pieces(self) -> list[str]:
-        text = "".join(self._text)
-        if not text.strip():
+        if not self._text.strip():
             return [status_text(self._status)]
-        return split_text(text, self._limit)
+        return split_text(self._text, self._limit)
 
     async def _sync(self, pieces: list[str], feedback: FinalAnswer | None = None, *, final: bool = False) -> None:
-        async with self._lock:
+        try:
             for index, piece in enumerate(pieces):
                 last = index == len(pieces) - 1
                 fb = feedback if last else None
@@ -185,7 +203,7 @@ class LiveReply(Generic[H]):
                         await self._sink.edit(self._handles[index], piece, feedback=fb)
                         self._shown[index] = piece
                         continue
-                    except Exception:
+                    except SEND_ERRORS:  # the message can't be edited: the answer must still arrive whole
                         self._stale.add(index)
                         if not final:
                             raise
@@ -195,11 +213,9 @@ class LiveReply(Generic[H]):
                 while len(self._handles) > len(pieces):
                     self._stale.discard(len(self._handles) - 1)
                     self._shown.pop()
-                    try:
-                        await self._sink.delete(self._handles.pop())
-                    except Exception as exc:  # the answer itself is complete above
-                        log.info("could not delete a message the final answer no longer needs: %s", exc)
-            self._last_edit = self._clock()
+                    await self._delete(self._handles.pop(), "a message the final answer no longer needs")
+        finally:
+            self.throttle.mark()
 
     async def _replace(self, index: int, piece: str, feedback: FinalAnswer | None) -> None:
         """Post ``piece`` anew for a message that cannot be edited (gone, or the server cannot edit)."""
@@ -207,61 +223,11 @@ class LiveReply(Generic[H]):
         self._handles[index] = await self._sink.repost(old, piece, feedback=feedback)
         self._shown[index] = piece
         self._stale.discard(index)
-        try:  # the stale message (a status line, a partial answer) goes if the server lets it
-            await self._sink.delete(old)
-        except Exception as exc:
-            log.info("could not delete a message that could not be edited: %s", exc)
+        # the stale message (a status line, a partial answer) goes if the server lets it
+        await self._delete(old, "a message that could not be edited")
 
-    async def _editor(self) -> None:
-        while True:
-            await self._dirty.wait()
-            wait = self._last_edit + self._interval - self._clock()
-            if wait > 0:
-                await self._sleep(wait)
-            self._dirty.clear()
-            try:
-                await self._sync(self._pieces())
-            except Exception:
-                log.warning("could not update a streaming reply; the final answer will be sent anyway", exc_info=True)
-
-    def _take(self, event: ReplyEvent) -> FinalAnswer | None:
-        if isinstance(event, Status):
-            self._status = event.text
-        elif isinstance(event, TextDelta):
-            self._text.append(event.text)
-        else:
-            return event
-        return None
-
-    async def run(self, events: AsyncIterator[ReplyEvent]) -> FinalAnswer | None:
-        first = await anext(events, None)
-        if first is None:
-            return None
-        final = self._take(first)
-        if final is not None:  # a one-shot reply (commands, refusals): one message, no edits
-            await self._sync(final_pieces(final, self._limit), final if final.feedback else None, final=True)
-            return final
-        await self._sync(self._pieces())
-        editor = asyncio.create_task(self._editor(), name="discord-live-reply")
+    async def _delete(self, handle: H, what: str) -> None:
         try:
-            async for event in events:
-                final = self._take(event)
-                if final is not None:
-                    break
-                self._dirty.set()
-        finally:
-            async with self._lock:  # let an edit in flight finish, then stop the editor
-                editor.cancel()
-            await asyncio.gather(editor, return_exceptions=True)
-        if final is None:  # the stream ended without a final answer: show what came, truthfully
-            final = FinalAnswer(
-                text="".join(self._text) + "\n\n(The answer stopped unexpectedly.)", kind="error", trace_id=""
-            )
-        await self._sync(final_pieces(final, self._limit), final if final.feedback else None, final=True)
-        return final
-
-    async def fail(self, note: str) -> None:
-        """After an unexpected error: keep what was shown and add a short, true note."""
-        shown = "".join(self._text).strip()
-        text = f"{shown}\n\n{note}" if shown else note
-        await self._sync(final_pieces(FinalAnswer(text=text, kind="error", trace_id=""), self._limit), final=True)
+            await self._sink.delete(handle)
+        except SEND_ERRORS as exc:  # tidying up only: the answer itself is complete
+            log.info("could not delete %s: %s", what, exc)

@@ -1,19 +1,17 @@
-"""Slack adapter: bolt ``AsyncApp`` in Socket Mode or over the HTTP Events API.
+"""Slack adapter: bolt ``AsyncApp`` in Socket Mode or over the HTTP Events API; see docs/slack.md.
 
-``run_slack(settings)`` is what ``bothbot slack`` runs; ``build_slack_bot(runtime, settings)`` and
-``start_http`` are the building blocks tests and other entry points use.
+Light on purpose (the registry imports it to read ``SUMMARY`` and ``SETTINGS``). Modules:
+``settings`` (the Slack block of the settings), ``client`` (tokens, Web API client, identity),
+``convert`` (pure: payload → IncomingMessage), ``app`` (the bolt app and its listeners),
+``commands`` (``/bothbot`` and feedback), ``render``/``sinks``/``blocks``/``mrkdwn`` (live
+replies), ``directory`` (admins, threads), ``server`` (HTTP and Socket Mode, ``run_slack``),
+``platform`` (``PLATFORM``: check and serve, for ``adapters.serve``).
 """
 
-from adapters.slack.app import SlackBot, build_slack_bot
-from adapters.slack.client import SlackCredentials
-from adapters.slack.server import build_http_app, run_slack, start_http, start_socket_mode
+from adapters.slack.settings import SlackSettings
 
-__all__ = [
-    "SlackBot",
-    "SlackCredentials",
-    "build_http_app",
-    "build_slack_bot",
-    "run_slack",
-    "start_http",
-    "start_socket_mode",
-]
+SUMMARY = "run the Slack adapter (Socket Mode with SLACK_APP_TOKEN, else HTTP)"
+SETTINGS = SlackSettings
+PAYLOAD_LOGGERS = ("slack_sdk", "slack_bolt")  # at DEBUG: message text, tokens, webhook URLs
+
+__all__ = ["PAYLOAD_LOGGERS", "SETTINGS", "SUMMARY", "SlackSettings"]

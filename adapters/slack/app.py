@@ -7,15 +7,13 @@ at risk and shutdown can wait for answers in flight.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import AsyncGenerator, Callable, Coroutine, Iterator
-from typing import Any, Protocol, cast
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any
 
 import aiohttp
-import redis.asyncio as aioredis
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.authorization.async_authorize import AsyncAuthorize
@@ -23,48 +21,20 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack.client import WEB_API_ERRORS, SlackCredentials, fetch_identity, make_web_client, slack_error
+from adapters.base import RuntimePort
+from adapters.common.inflight import InFlight
+from adapters.common.memory import ThreadRegistry
+from adapters.slack.client import SlackCredentials, fetch_identity, make_web_client
 from adapters.slack.commands import SlackInteractions
 from adapters.slack.convert import FEEDBACK_ACTION_PREFIX, BotIdentity, classify_event
-from adapters.slack.directory import AdminDirectory, ThreadMemory
-from adapters.slack.mrkdwn import escape
+from adapters.slack.directory import AdminDirectory
 from adapters.slack.render import SlackReplyRenderer, StreamSupport
+from adapters.slack.settings import SlackSettings
 from adapters.slack.sinks import ReplyTarget
-from bot.messages import FeedbackValue, FinalAnswer, IncomingMessage, ReplyEvent
+from bot.messages import FinalAnswer, IncomingMessage
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-# --- what the adapter needs from the core (bot.runtime.Runtime satisfies it) ----------------
-
-
-class ChannelView(Protocol):
-    @property
-    def thread_followups(self) -> bool: ...
-
-
-class EnginePort(Protocol):
-    def handle(self, msg: IncomingMessage) -> AsyncGenerator[ReplyEvent, None]: ...
-
-    async def record_feedback(self, trace_id: str, *, user: str, value: FeedbackValue, platform: str) -> bool: ...
-
-    async def channel_settings(self, channel_key: str) -> Any: ...
-
-
-class StatePort(Protocol):
-    @property
-    def redis(self) -> aioredis.Redis: ...
-
-    def key(self, *parts: str) -> str: ...
-
-
-class RuntimePort(Protocol):
-    @property
-    def engine(self) -> Any: ...
-
-    @property
-    def state(self) -> Any: ...
 
 
 # --- bolt authorization without a second auth.test -----------------------------------------------
@@ -138,21 +108,19 @@ class SlackBot:
         signing_secret: str | None,
     ) -> None:
         self.settings = settings
+        self.slack = slack = settings.platform(SlackSettings)
         self.signing_secret = signing_secret or ""
-        self.engine = cast(EnginePort, runtime.engine)
-        state = cast(StatePort, runtime.state)
+        self.engine = runtime.engine
+        state = runtime.state
         self.client = client
         self.identity = identity
-        self.streams = StreamSupport(settings.slack_native_streaming)
+        self.streams = StreamSupport(slack.slack_native_streaming)
         self.admins = AdminDirectory(
-            client, state.redis, state.key, settings.slack_admins, settings.slack_admin_cache_seconds
+            client, state.redis, state.key, slack.slack_admins, slack.slack_admin_cache_seconds,
+            compat=slack.slack_compat,
         )
-        self.threads = ThreadMemory(state.redis, state.key, settings.history_ttl_seconds)
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self.processed = 0  # requests whose work is finished (answered, ignored or failed)
-        self._progress = asyncio.Condition()
+        self.threads = ThreadRegistry(state, "slack", settings.history_ttl_seconds)
+        self.inflight = InFlight("slack")  # the listeners ack at once; the work runs in these tasks
         bolt_log = logging.getLogger("slack_bolt")
         with _without_token_notices(bolt_log):
             self.app = AsyncApp(
@@ -168,7 +136,7 @@ class SlackBot:
         self.interactions = SlackInteractions(
             client=client, engine=self.engine, admins=self.admins, identity=identity, answer=self.answer
         )
-        self.app.command(settings.slack_command)(self._on_command)
+        self.app.command(slack.slack_command)(self._on_command)
         self.app.action(re.compile(rf"^{FEEDBACK_ACTION_PREFIX}(up|down)$"))(self._on_feedback)
         # Everything else is acknowledged and dropped: bolt would answer it 404 (and leave a Socket
         # Mode envelope unacked), and Slack retries, then disables, subscriptions that fail.
@@ -183,51 +151,30 @@ class SlackBot:
     # --- task tracking -------------------------------------------------------------------
 
     def _spawn(self, coro: Coroutine[Any, Any, None], what: str) -> None:
-        task = asyncio.create_task(self._guard(coro, what))
-        self._tasks.add(task)
-        self._idle.clear()
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not self._tasks:
-            self._idle.set()
+        self.inflight.spawn(coro, what)
 
     @property
     def in_flight(self) -> int:
         """Requests whose work has started and not finished."""
-        return len(self._tasks)
+        return self.inflight.in_flight
+
+    @property
+    def processed(self) -> int:
+        """Requests whose work is finished (answered, ignored or failed)."""
+        return self.inflight.processed
 
     async def wait_processed(self, count: int, timeout: float = 10.0) -> None:
         """Wait until ``count`` requests in all have been fully handled (tests, health checks)."""
-        async with self._progress:
-            await asyncio.wait_for(self._progress.wait_for(lambda: self.processed >= count), timeout)
-
-    async def _guard(self, coro: Coroutine[Any, Any, None], what: str) -> None:
-        try:
-            await coro
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # the adapter boundary: log once, with what we were doing
-            log.exception("slack: %s failed", what)
-        self.processed += 1
-        async with self._progress:
-            self._progress.notify_all()
+        await self.inflight.wait_processed(count, timeout)
 
     async def drain(self, timeout: float | None = None) -> None:
-        """Wait until every answer in flight is done (tests; graceful shutdown)."""
-        await asyncio.wait_for(self._idle.wait(), timeout)
+        """Wait until every answer in flight is done (tests); ``TimeoutError`` after ``timeout``."""
+        await self.inflight.wait_idle(timeout)
 
     async def aclose(self, timeout: float = 10.0) -> None:
-        try:
-            await self.drain(timeout)
-        except TimeoutError:
-            tasks = list(self._tasks)
-            log.warning("slack: stopping with %d answer(s) unfinished; cancelling them", len(tasks))
-            for task in tasks:
-                task.cancel()
-            # wait for them to unwind (close streams, placeholders) before the session and Redis go
-            await asyncio.gather(*tasks, return_exceptions=True)
+        """Finish the answers in flight (at most ``timeout`` seconds; then they are cancelled and
+        awaited, so they unwind before the session and Redis go), then close the session."""
+        await self.inflight.drain(timeout)
         if self.client.session is not None and not self.client.session.closed:
             await self.client.session.close()
 
@@ -249,7 +196,7 @@ class SlackBot:
             if not part_of:
                 return
             channel = await self.engine.channel_settings(msg.channel_key)
-            if not getattr(channel, "thread_followups", True):
+            if not channel.thread_followups:
                 return
         await self.answer(msg)
 
@@ -266,7 +213,7 @@ class SlackBot:
         log.debug("slack: acknowledged a request with no use here (%s)", body.get("type"))
 
     async def _on_other_command(self, ack: AsyncAck, body: dict[str, Any]) -> None:
-        await ack(text=f"I answer {self.settings.slack_command} — try `{self.settings.slack_command} help`.")
+        await ack(text=f"I answer {self.slack.slack_command} — try `{self.slack.slack_command} help`.")
 
     async def answer(self, msg: IncomingMessage) -> FinalAnswer | None:
         """Run one message through the engine and render the reply in its channel/thread."""
@@ -280,34 +227,12 @@ class SlackBot:
             self.client,
             target,
             streams=self.streams,
-            edit_interval=self.settings.slack_edit_interval_seconds,
+            edit_interval=self.slack.slack_edit_interval_seconds,
             on_posted=remember_thread,
         )
-        try:
-            # aclosing: if Slack fails mid-answer, the engine's stream (and its model call) is closed now
-            async with contextlib.aclosing(self.engine.handle(msg)) as events:
-                return await renderer.render(events)
-        except WEB_API_ERRORS as exc:
-            reason = slack_error(exc)
-            log.warning("slack: could not post the answer to %s (%s)", msg.event_id, reason)
-            await renderer.abort()
-            if renderer.started:
-                await self._say_failure(target, f"I couldn't finish posting this answer (Slack said: {reason}).")
-            return None
-        except Exception:
-            log.exception("slack: answering %s failed", msg.event_id)
-            await renderer.abort()
-            await self._say_failure(target, "Something went wrong on my side while answering. Please try again.")
-            return None
-
-    async def _say_failure(self, target: ReplyTarget, text: str) -> None:
-        kwargs: dict[str, Any] = {"channel": target.channel, "text": f":warning: {escape(text)}"}
-        if target.thread_ts:
-            kwargs["thread_ts"] = target.thread_ts
-        try:
-            await self.client.chat_postMessage(**kwargs)
-        except WEB_API_ERRORS as exc:
-            log.warning("slack: could not report the failure either (%s)", slack_error(exc))
+        # aclosing: if Slack fails mid-answer, the engine's stream (and its model call) is closed now
+        async with contextlib.aclosing(self.engine.handle(msg)) as events:
+            return await renderer.answer(events, ref=msg.event_id)
 
 
 async def build_slack_bot(
@@ -320,7 +245,8 @@ async def build_slack_bot(
     """A ready :class:`SlackBot` on a started runtime (calls ``auth.test`` once)."""
     creds = credentials or SlackCredentials.from_settings(settings)
     session = aiohttp.ClientSession()
-    client = client_factory(creds.bot_token, settings.slack_api_url, session=session)
+    slack = settings.platform(SlackSettings)
+    client = client_factory(creds.bot_token, slack.slack_api_url, session=session, compat=slack.slack_compat)
     try:
         identity = await fetch_identity(client)
     except BaseException:
@@ -337,17 +263,9 @@ async def build_slack_bot(
     )
 
 
-async def run_slack(settings: Settings) -> None:
-    """``bothbot slack`` (see :func:`adapters.slack.server.run_slack`)."""
-    from adapters.slack.server import run_slack as run
-
-    await run(settings)
-
-
 __all__ = [
     "SlackBot",
     "SlackCredentials",
     "build_slack_bot",
     "fetch_identity",
-    "run_slack",
 ]

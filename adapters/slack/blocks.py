@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from adapters.common.splitter import split_all
 from adapters.slack.convert import FEEDBACK_DOWN, FEEDBACK_UP
-from adapters.slack.mrkdwn import escape, split_all, to_mrkdwn
+from adapters.slack.mrkdwn import escape, to_mrkdwn
 from bot.messages import Citation, FinalAnswer
 
 SECTION_LIMIT = 3000

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError
@@ -15,7 +14,9 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack.compat import LenientWebClient
 from adapters.slack.convert import BotIdentity
+from adapters.slack.settings import SlackSettings
 from bot.settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
@@ -51,38 +52,21 @@ TOKEN_REJECTED = frozenset(
 """``auth.test`` errors that mean the token itself is wrong (anything else: the method is just missing)."""
 
 
-class SlackWebClient(AsyncWebClient):
-    """``AsyncWebClient`` whose every failure is a :class:`SlackApiError` carrying an error code.
-
-    Slack always answers JSON, but a server standing in for it (a test double, a proxy, a route that
-    doesn't exist) may answer ``text/plain``, HTML or no body at all. slack-sdk then hands back a
-    ``str`` or an empty body (and ``.get()`` on the response raises ``AttributeError``), or raises a
-    ``SlackApiError`` holding the raw aiohttp response. Here each of those becomes
-    ``{"ok": false, "error": "http_<status>"}`` (``"invalid_response"`` for a 200), so callers see
-    one kind of failure with a readable code (see :func:`slack_error`).
-    """
-
-    async def _request(self, *, http_verb: str, api_url: str, req_args: dict[str, Any]) -> dict[str, Any]:
-        try:
-            response: dict[str, Any] = await super()._request(http_verb=http_verb, api_url=api_url, req_args=req_args)
-        except SlackApiError as exc:  # a body that claimed to be JSON and wasn't
-            status = int(getattr(exc.response, "status", 0) or 0)
-            return {"data": _error_body(status), "headers": {}, "status_code": status}
-        data = response.get("data")
-        if isinstance(data, bytes) or (isinstance(data, dict) and data):
-            return response
-        return {**response, "data": _error_body(int(response.get("status_code") or 0))}
-
-
-def _error_body(status: int) -> dict[str, Any]:
-    return {"ok": False, "error": "invalid_response" if status in (0, 200) else f"http_{status}"}
-
-
 def make_web_client(
-    token: str, base_url: str, *, session: aiohttp.ClientSession | None = None, timeout: int = 30
+    token: str,
+    base_url: str,
+    *,
+    session: aiohttp.ClientSession | None = None,
+    timeout: int = 30,
+    compat: bool = False,
 ) -> AsyncWebClient:
-    """A :class:`SlackWebClient` that retries 429s after ``Retry-After``, 500/503s and dropped connections."""
-    return SlackWebClient(
+    """An ``AsyncWebClient`` that retries 429s after ``Retry-After``, 500/503s and dropped connections.
+
+    ``compat`` (``BOTHBOT_SLACK_COMPAT``): a :class:`~adapters.slack.compat.LenientWebClient`, for
+    servers that are not Slack and answer errors in other shapes than Slack's JSON.
+    """
+    cls = LenientWebClient if compat else AsyncWebClient
+    return cls(
         token=token,
         base_url=api_base_url(base_url),
         timeout=timeout,
@@ -114,6 +98,7 @@ def slack_error(exc: BaseException) -> str:
 
 @dataclass(frozen=True, slots=True)
 class SlackCredentials:
+    """The tokens of one Slack app; which of them is set chooses the mode."""
 
     bot_token: str
     signing_secret: str | None
@@ -126,9 +111,10 @@ class SlackCredentials:
     @classmethod
     def from_settings(cls, settings: Settings) -> SlackCredentials:
         """The tokens this process needs, or a :class:`ConfigError` naming the missing setting."""
-        bot = settings.slack_bot_token.get_secret_value().strip() if settings.slack_bot_token else ""
-        app = settings.slack_app_token.get_secret_value().strip() if settings.slack_app_token else ""
-        secret = settings.slack_signing_secret.get_secret_value().strip() if settings.slack_signing_secret else ""
+        slack = settings.platform(SlackSettings)
+        bot = slack.slack_bot_token.get_secret_value().strip() if slack.slack_bot_token else ""
+        app = slack.slack_app_token.get_secret_value().strip() if slack.slack_app_token else ""
+        secret = slack.slack_signing_secret.get_secret_value().strip() if slack.slack_signing_secret else ""
         if not bot:
             raise ConfigError(
                 "SLACK_BOT_TOKEN is not set. Set it to the app's Bot User OAuth Token (xoxb-…, "

@@ -2,7 +2,7 @@
 
 The core parses and executes commands; this module only maps ``/bothbot <text>`` onto a command
 line, tells the core truthfully whether the caller is an admin, and shows the reply to the caller.
-``ask <question>`` is answered in the channel.
+A public command (``ask <question>``, see ``bot/command_specs.py``) is answered in the channel.
 
 A private reply goes, in order of preference, through the command's ``response_url``, then
 ``chat.postEphemeral``, then a direct message to the caller (``chat.postMessage`` to their user
@@ -34,11 +34,14 @@ from adapters.slack.convert import (
 )
 from adapters.slack.directory import AdminDirectory
 from adapters.slack.mrkdwn import escape
+from bot.command_specs import specs_for
+from bot.commands import command_rest, split_command
 from bot.messages import FeedbackValue, FinalAnswer, IncomingMessage, ReplyEvent
 
 log = logging.getLogger(__name__)
 
-ASK = "ask"
+PUBLIC_COMMANDS = frozenset(spec.name for spec in specs_for("slack") if spec.public)
+"""Commands answered in the channel (``ask``): from the specs, like the manifest's usage hint."""
 FAILED = "Sorry — something went wrong on my side running that command. Please try again; `status` shows what is set."
 RESPONSE_URL_TIMEOUT = 10
 """Seconds to wait for a ``response_url`` before falling back to the Web API."""
@@ -163,7 +166,7 @@ class SlackInteractions:
         team = payload.get("team_id") or self.identity.team_id or "T0"
         is_admin = await self.admins.is_admin(team, payload["user_id"])
         msg = message_from_command(payload, is_admin=is_admin, default_team=self.identity.team_id)
-        if msg.text.split(maxsplit=1)[0].lower() == ASK:
+        if split_command(msg.text)[0] in PUBLIC_COMMANDS:
             await self._ask_in_channel(msg, caller)
             return
         final = await _collect(self.engine.handle(msg))
@@ -172,8 +175,7 @@ class SlackInteractions:
 
     async def _ask_in_channel(self, msg: IncomingMessage, caller: Caller) -> None:
         """``/bothbot ask …``: the question is shown in the channel, the answer streams in its thread."""
-        parts = msg.text.split(maxsplit=1)
-        question = parts[1].strip() if len(parts) > 1 else ""
+        question = command_rest(msg.text)
         posted_ts: str | None = None
         if question:
             try:

@@ -1,6 +1,7 @@
-"""What the Slack adapter remembers in Redis: who is an admin, and which threads the bot is part of.
+"""What the Slack adapter remembers in Redis: who is an admin (the threads the bot is part of are
+kept by the shared thread registry, ``adapters.common.memory``).
 
-Both live in the shared Redis (never in process memory), so every replica agrees.
+It lives in the shared Redis (never in process memory), so every replica agrees.
 """
 
 from __future__ import annotations
@@ -9,10 +10,10 @@ import logging
 from collections.abc import Callable, Iterable
 
 import redis.asyncio as aioredis
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
+from adapters.slack import compat
 from adapters.slack.client import WEB_API_ERRORS, slack_error
 from adapters.slack.convert import workspace_admin
 
@@ -31,8 +32,11 @@ class AdminDirectory:
         key: KeyFn,
         configured: Iterable[str],
         ttl_seconds: int,
+        *,
+        compat: bool = False,
     ) -> None:
         self.client = client
+        self.compat = compat
         self.redis = redis
         self.key = key
         self.configured = frozenset(configured)
@@ -57,28 +61,6 @@ class AdminDirectory:
         return admin
 
     async def _users_info(self, user: str) -> AsyncSlackResponse:
-        try:
-            return await self.client.users_info(user=user)  # GET, as slack-sdk sends it
-        except SlackApiError as exc:
-            if exc.response.status_code not in (404, 405):
-                raise
-        # An API server (or proxy) that only takes POST: every Web API method accepts a form POST.
-        return await self.client.api_call("users.info", http_verb="POST", data={"user": user})
-
-
-class ThreadMemory:
-    """Threads the bot has answered in, so follow-ups there need no new mention."""
-
-    def __init__(self, redis: aioredis.Redis, key: KeyFn, ttl_seconds: int) -> None:
-        self.redis = redis
-        self.key = key
-        self.ttl_seconds = ttl_seconds
-
-    def _key(self, team: str, channel: str, thread_ts: str) -> str:
-        return self.key("slack", "thread", team, channel, thread_ts)
-
-    async def remember(self, team: str, channel: str, thread_ts: str) -> None:
-        await self.redis.set(self._key(team, channel, thread_ts), "1", ex=self.ttl_seconds)
-
-    async def knows(self, team: str, channel: str, thread_ts: str) -> bool:
-        return bool(await self.redis.exists(self._key(team, channel, thread_ts)))
+        if self.compat:  # BOTHBOT_SLACK_COMPAT: a server that only takes POST is asked again
+            return await compat.users_info(self.client, user)
+        return await self.client.users_info(user=user)

@@ -1,9 +1,16 @@
-"""Markdown (what models write) → Slack mrkdwn, and splitting long text at readable boundaries."""
+"""Markdown (what models write) → Slack mrkdwn.
+
+Splitting long text into messages is shared by every platform (``adapters.common.splitter``);
+it is re-exported here for code that splits mrkdwn-measured text next to converting it.
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+
+from adapters.common.splitter import split_all, split_head
+
+__all__ = ["escape", "split_all", "split_head", "to_mrkdwn"]
 
 _FENCE = re.compile(r"^\s*```")
 _INLINE_CODE = re.compile(r"(`+)(.+?)\1", re.DOTALL)
@@ -75,49 +82,3 @@ def to_mrkdwn(markdown: str) -> str:
             continue
         out.append(escape(line) if in_fence else _convert_line(line))
     return "\n".join(out)
-
-
-def _open_fence(text: str) -> bool:
-    return sum(1 for line in text.split("\n") if _FENCE.match(line)) % 2 == 1
-
-
-def _boundary(text: str, limit: int) -> int:
-    """Best cut at or before ``limit``: paragraph, line, sentence, word — else a hard cut."""
-    if len(text) <= limit:
-        return len(text)
-    window = text[:limit]
-    floor = limit // 3
-    for separator in ("\n\n", "\n", ". ", " "):
-        cut = window.rfind(separator)
-        if cut > floor:
-            return cut + len(separator)
-    return limit
-
-
-def split_head(text: str, limit: int, measure: Callable[[str], int] = len) -> tuple[str, str]:
-    """Split ``text`` into a head that measures at most ``limit`` and the rest.
-
-    ``measure`` is the size Slack will see (the mrkdwn length for rendered text). A code fence
-    open at the cut is closed in the head and reopened in the rest, so both render.
-    """
-    if measure(text) <= limit:
-        return text, ""
-    budget = limit - 4  # room to close a fence
-    while True:
-        cut = _boundary(text, max(1, budget))
-        head, rest = text[:cut], text[cut:]
-        if _open_fence(head):
-            head, rest = head.rstrip("\n") + "\n```", "```\n" + rest
-        size = measure(head)
-        if size <= limit or budget <= 1:
-            return head.rstrip(), rest.lstrip("\n") if not rest.startswith("```") else rest
-        budget -= max(1, size - limit)
-
-
-def split_all(text: str, limit: int, measure: Callable[[str], int] = len) -> list[str]:
-    parts: list[str] = []
-    rest = text
-    while rest:
-        head, rest = split_head(rest, limit, measure)
-        parts.append(head)
-    return parts or [""]

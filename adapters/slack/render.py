@@ -1,4 +1,5 @@
-"""Render the engine's reply stream in Slack.
+"""Render the engine's reply stream in Slack: Slack's side of the shared live message
+(``adapters.common.live``, which throttles, coalesces and always makes the final edit).
 
 Two ways to show an answer while it is written:
 
@@ -8,6 +9,7 @@ Two ways to show an answer while it is written:
 - **placeholder edits** elsewhere: a message is posted at once and edited with ``chat.update`` at
   most once per ``edit_interval`` (time since the last edit); the final edit is always sent.
 
+A native stream that fails mid-answer goes on as placeholder edits with the text it never took.
 Either way an answer longer than one message continues in a new message in the same thread, and
 the last message carries the citations (a context block of links) and the 👍/👎 buttons.
 """
@@ -15,7 +17,6 @@ the last message carries the citations (a context block of links) and the 👍/�
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -23,18 +24,18 @@ from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.common.live import LiveMessage, MessageSink, Throttle
 from adapters.slack.blocks import SECTION_LIMIT, answer_blocks, closing_blocks
 from adapters.slack.client import METHOD_MISSING, WEB_API_ERRORS, slack_error
+from adapters.slack.mrkdwn import escape
 from adapters.slack.sinks import (
     STREAM_LIMIT,
     EditSink,
     NativeStreamSink,
     ReplyTarget,
-    Sink,
     StreamUnavailable,
-    Throttle,
 )
-from bot.messages import FinalAnswer, ReplyEvent, Status, TextDelta
+from bot.messages import FinalAnswer, ReplyEvent
 
 log = logging.getLogger(__name__)
 
@@ -48,38 +49,64 @@ _UNSUPPORTED_STREAM_ERRORS = METHOD_MISSING | {
     "StreamUnavailable",
 }
 
+_CLOSE_ERRORS: tuple[type[Exception], ...] = (*WEB_API_ERRORS, RuntimeError)
 STREAM_ERRORS: tuple[type[Exception], ...] = (*WEB_API_ERRORS, StreamUnavailable)
 """Any of these from a native streaming call sends the answer down the placeholder-edit path."""
 
 
-class StreamSupport:
-    """Remembers, per workspace, whether native streaming works and whether ``chat.update`` does;
-    starts by trying both."""
+CAPABILITY_RETRY_SECONDS = 600.0
+"""How long a workspace is taken to lack native streaming (or ``chat.update``) after a call said so.
 
-    def __init__(self, enabled: bool = True) -> None:
+Never for the life of the process: one error page from a proxy must not turn a capability off
+until the next restart, so after this long it is tried again."""
+
+
+class StreamSupport:
+    """Remembers, per workspace and for :data:`CAPABILITY_RETRY_SECONDS` at most, that native
+    streaming or ``chat.update`` failed; starts by trying both."""
+
+    def __init__(
+        self,
+        enabled: bool = True,
+        *,
+        retry_after: float = CAPABILITY_RETRY_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.enabled = enabled
-        self._unsupported: set[str] = set()
-        self._no_edits: set[str] = set()
+        self.retry_after = retry_after
+        self.clock = clock
+        self._unsupported: dict[str, float] = {}  # team → when it failed
+        self._no_edits: dict[str, float] = {}
+
+    def _lacks(self, failures: dict[str, float], team: str) -> bool:
+        since = failures.get(team)
+        if since is None:
+            return False
+        if self.clock() - since >= self.retry_after:
+            del failures[team]  # long enough: try it again
+            return False
+        return True
 
     def usable(self, team: str) -> bool:
-        return self.enabled and team not in self._unsupported
+        return self.enabled and not self._lacks(self._unsupported, team)
 
     def failed(self, team: str, error: str) -> None:
         if error in _UNSUPPORTED_STREAM_ERRORS:
-            log.info("native streaming unavailable in %s (%s); using message edits", team, error)
-            self._unsupported.add(team)
+            log.info("native streaming unavailable in %s (%s); using message edits for a while", team, error)
+            self._unsupported[team] = self.clock()
 
     def edits_usable(self, team: str) -> bool:
-        return team not in self._no_edits
+        return not self._lacks(self._no_edits, team)
 
     def edits_failed(self, team: str, error: str) -> None:
-        if team not in self._no_edits:
+        if not self._lacks(self._no_edits, team):
             log.warning("chat.update unavailable in %s (%s); answers are posted once, when complete", team, error)
-            self._no_edits.add(team)
+        self._no_edits[team] = self.clock()
 
 
 class SlackReplyRenderer:
-    """Turns one reply stream into Slack messages in one channel/thread.
+    """Slack's live sink (``adapters.common.live``): one reply stream as Slack messages in one
+    channel/thread, natively streamed where the workspace allows, else by placeholder edits.
 
     Posts nothing when the stream yields nothing (a duplicate event). ``on_posted`` runs once,
     when the first message of the reply exists (the adapter uses it to remember the thread).
@@ -93,6 +120,7 @@ class SlackReplyRenderer:
         streams: StreamSupport,
         edit_interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         on_posted: Callable[[], Awaitable[None]] | None = None,
         section_limit: int = SECTION_LIMIT,
         stream_limit: int = STREAM_LIMIT,
@@ -101,10 +129,11 @@ class SlackReplyRenderer:
         self.target = target
         self.streams = streams
         self.throttle = Throttle(edit_interval, clock)
+        self.live = LiveMessage(self, self.throttle, sleep=sleep)
         self.on_posted = on_posted
         self.section_limit = section_limit
         self.stream_limit = stream_limit
-        self.sink: Sink | None = None
+        self.sink: MessageSink | None = None
         self.text = ""
         self.mode: str | None = None
 
@@ -112,8 +141,25 @@ class SlackReplyRenderer:
     def started(self) -> bool:
         return self.sink is not None
 
-    async def _start(self, status: str | None) -> Sink:
-        sink: Sink | None = None
+    async def render(self, events: AsyncIterator[ReplyEvent]) -> FinalAnswer | None:
+        """Show ``events``; the final answer, or None when the stream had none."""
+        return await self.live.run(events)
+
+    async def answer(self, events: AsyncIterator[ReplyEvent], *, ref: str) -> FinalAnswer | None:
+        """:meth:`render` inside the answer's error boundary (see ``LiveMessage.answer``): a Web API
+        refusal is said with what Slack said; anything else is logged with its trace and said plainly."""
+        return await self.live.answer(
+            events, ref=ref, platform="slack", platform_errors=WEB_API_ERRORS, describe=slack_error
+        )
+
+    # --- LiveSink -----------------------------------------------------------------------------
+
+    @property
+    def pending(self) -> bool:
+        return self.sink is not None and self.sink.pending
+
+    async def start(self, status: str | None) -> None:
+        sink: MessageSink | None = None
         if self.target.thread_ts and self.streams.usable(self.target.team):
             native = NativeStreamSink(self.client, self.target, self.throttle, self.stream_limit)
             try:
@@ -130,34 +176,15 @@ class SlackReplyRenderer:
         self.sink = sink
         if self.on_posted is not None:
             await self.on_posted()
-        return sink
 
-    async def _events(self, events: AsyncIterator[ReplyEvent]) -> AsyncIterator[ReplyEvent]:
-        """The engine's events; while text is held back by the throttle and the next event is
-        slow to come, the held-back text is shown as soon as the throttle allows."""
-        iterator = aiter(events)
-        upcoming: asyncio.Future[ReplyEvent] | None = None
-        try:
-            while True:
-                if upcoming is None:
-                    upcoming = asyncio.ensure_future(anext(iterator))
-                sink = self.sink
-                timeout = self.throttle.wait() if sink is not None and sink.pending else None
-                done, _ = await asyncio.wait({upcoming}, timeout=timeout)
-                if not done:
-                    await self._flush()
-                    continue
-                try:
-                    event = upcoming.result()
-                except StopAsyncIteration:
-                    return
-                upcoming = None
-                yield event
-        finally:
-            if upcoming is not None and not upcoming.done():
-                upcoming.cancel()
-                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
-                    await upcoming
+    async def _opened(self) -> MessageSink:
+        if self.sink is None:
+            await self.start(None)
+        assert self.sink is not None  # start() sets it or raises
+        return self.sink
+
+    async def status(self, text: str) -> None:
+        await (await self._opened()).status(text)
 
     def _edit_sink(self) -> EditSink:
         team = self.target.team
@@ -176,9 +203,7 @@ class SlackReplyRenderer:
         code = slack_error(exc)
         self.streams.failed(self.target.team, code)
         log.warning("native streaming failed mid-answer (%s); continuing with message edits", code)
-        if native.open:
-            with contextlib.suppress(*WEB_API_ERRORS, RuntimeError):
-                await native._stop(None)
+        await self._close_stream(native)
         edit = self._edit_sink()
         await edit.start(None)
         self.sink, self.mode = edit, "edit"
@@ -186,17 +211,17 @@ class SlackReplyRenderer:
             await edit.append(native.buffer)
         return edit
 
-    async def _append(self, text: str) -> None:
-        sink = self.sink or await self._start(None)
-        self.text += text
+    async def append(self, delta: str) -> None:
+        sink = await self._opened()
+        self.text += delta
         try:
-            await sink.append(text)
+            await sink.append(delta)
         except STREAM_ERRORS as exc:
             if not isinstance(sink, NativeStreamSink):
                 raise
             await self._fall_back(sink, exc)  # the text is in the stream's unsent buffer: carried over
 
-    async def _flush(self) -> None:
+    async def flush(self) -> None:
         sink = self.sink
         if sink is None:
             return
@@ -207,10 +232,23 @@ class SlackReplyRenderer:
                 raise
             await self._fall_back(sink, exc)
 
-    async def _finish(self, final: FinalAnswer | None) -> None:
-        sink = self.sink
-        if sink is None:
-            return
+    async def finish(self, final: FinalAnswer | None) -> None:
+        if final is not None:
+            if self.sink is None and final.ephemeral:
+                try:
+                    await self.post_ephemeral(final)
+                    return
+                except WEB_API_ERRORS as exc:  # no ephemeral messages here: say it in the thread instead
+                    log.info("chat.postEphemeral failed (%s); replying in the thread", slack_error(exc))
+            if final.text.startswith(self.text):
+                rest = final.text[len(self.text) :]
+            else:  # the stream broke off (e.g. the model failed mid-answer): keep what was shown, add why
+                rest = ("\n\n" if self.text else "") + final.text
+            if rest:
+                await self.append(rest)
+        await self._finish(await self._opened(), final)
+
+    async def _finish(self, sink: MessageSink, final: FinalAnswer | None) -> None:
         try:
             await sink.finish(final)
             return
@@ -225,47 +263,27 @@ class SlackReplyRenderer:
             edit = await self._fall_back(sink, exc)
         await edit.finish(final)
 
-    async def render(self, events: AsyncIterator[ReplyEvent]) -> FinalAnswer | None:
-        final: FinalAnswer | None = None
-        async for event in self._events(events):
-            if final is not None:
-                continue  # FinalAnswer is last; drain whatever follows so the engine finishes
-            if isinstance(event, Status):
-                if self.sink is None:
-                    await self._start(event.text)
-                else:
-                    await self.sink.status(event.text)
-            elif isinstance(event, TextDelta):
-                if event.text:
-                    await self._append(event.text)
-            elif isinstance(event, FinalAnswer):
-                final = event
-        if final is None:
-            await self._finish(None)
-            return None
-        if self.sink is None and final.ephemeral:
-            try:
-                await self.post_ephemeral(final)
-                return final
-            except WEB_API_ERRORS as exc:  # no ephemeral messages here: say it in the thread instead
-                log.info("chat.postEphemeral failed (%s); replying in the thread", slack_error(exc))
-        if self.sink is None:
-            await self._start(None)
-        if final.text.startswith(self.text):
-            rest = final.text[len(self.text) :]
-        else:  # the stream broke off (e.g. the model failed mid-answer): keep what was shown, add why
-            rest = ("\n\n" if self.text else "") + final.text
-        if rest:
-            await self._append(rest)
-        await self._finish(final)
-        return final
+    async def fail(self, note: str | None) -> None:
+        """After a failure: close an open native stream so the message stops "typing", then say
+        ``note`` in the thread (best effort: what Slack refuses is logged)."""
+        if isinstance(self.sink, NativeStreamSink):
+            await self._close_stream(self.sink)
+        if note is None:
+            return
+        kwargs: dict[str, Any] = {"channel": self.target.channel, "text": f":warning: {escape(note)}"}
+        if self.target.thread_ts:
+            kwargs["thread_ts"] = self.target.thread_ts
+        try:
+            await self.client.chat_postMessage(**kwargs)
+        except WEB_API_ERRORS as exc:
+            log.warning("slack: could not report the failure either (%s)", slack_error(exc))
 
-    async def abort(self) -> None:
-        """After a failure: close an open native stream so the message stops "typing" (best effort)."""
-        sink = self.sink
-        if isinstance(sink, NativeStreamSink) and sink.open:
-            with contextlib.suppress(*WEB_API_ERRORS, RuntimeError):
-                await sink._stop(None)
+    async def _close_stream(self, native: NativeStreamSink) -> None:
+        if native.open:
+            try:
+                await native.stop(None)
+            except _CLOSE_ERRORS as exc:  # closing is a courtesy: the answer goes on
+                log.info("chat.stopStream failed (%s)", slack_error(exc))
 
     async def post_ephemeral(self, final: FinalAnswer) -> None:
         text, blocks = answer_blocks(final.text, final)

@@ -24,9 +24,11 @@ from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 
+from adapters.serve import serve
 from adapters.slack.app import SlackBot
 from adapters.slack.client import SlackCredentials
 from adapters.slack.convert import malformed
+from adapters.slack.settings import SlackSettings
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -150,7 +152,8 @@ async def serving(bot: SlackBot, credentials: SlackCredentials, settings: Settin
         finally:
             await handler.close_async()  # type: ignore[no-untyped-call]
     else:
-        service = await start_http(bot, settings.slack_http_host, settings.port)
+        slack = settings.platform(SlackSettings)
+        service = await start_http(bot, slack.slack_http_host, slack.port)
         try:
             yield f"Slack: HTTP Events API on {service.url}{EVENTS_PATH} (health: {service.url}{HEALTH_PATH})"
         finally:
@@ -158,11 +161,9 @@ async def serving(bot: SlackBot, credentials: SlackCredentials, settings: Settin
 
 
 async def run_slack(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
-    """``bothbot slack``: the Slack app until SIGTERM/SIGINT or ``stop`` (see ``adapters.serve``).
+    """What ``bothbot slack`` runs: the Slack app until SIGTERM/SIGINT or ``stop`` (see ``adapters.serve``).
 
-    Raises :class:`bot.settings.ConfigError` (naming the setting) when a token is missing or rejected.
+    Raises :class:`bot.settings.ConfigError` (naming the setting) when a token is missing or rejected,
+    before anything is opened.
     """
-    from adapters.serve import serve
-
-    SlackCredentials.from_settings(settings)  # fail on a missing token before opening anything
     await serve(settings, ["slack"], stop=stop)

@@ -5,7 +5,10 @@
 - :class:`EditSink`: a placeholder posted at once and edited with ``chat.update`` at most once per
   throttle interval (time since the last edit); the final edit is always sent.
 
-Both continue an answer that outgrows one message in a new message in the same thread.
+Both continue an answer that outgrows one message in a new message in the same thread (cut by
+the shared splitter). When to show held-back text is the shared live message's business
+(``adapters.common.live``): it calls ``flush`` when the throttle allows; ``append`` only takes
+text (and continues a full message in a new one).
 """
 
 from __future__ import annotations
@@ -13,13 +16,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.common.live import Throttle
+from adapters.common.splitter import split_head
 from adapters.slack.blocks import PLACEHOLDER, answer_blocks, closing_blocks, mrkdwn_size
 from adapters.slack.client import METHOD_MISSING, WEB_API_ERRORS, slack_error
-from adapters.slack.mrkdwn import escape, split_head
+from adapters.slack.mrkdwn import escape
 from bot.messages import FinalAnswer
 
 log = logging.getLogger(__name__)
@@ -40,36 +45,6 @@ class ReplyTarget:
 
 class StreamUnavailable(Exception):
     """Native streaming answered, but not in a way this adapter can use."""
-
-
-class Sink(Protocol):
-    @property
-    def pending(self) -> bool:
-        """Text arrived that the message does not show yet (held back by the throttle)."""
-        ...
-
-    async def start(self, status: str | None) -> None: ...
-    async def status(self, text: str) -> None: ...
-    async def append(self, delta: str) -> None: ...
-    async def flush(self) -> None: ...
-    async def finish(self, final: FinalAnswer | None) -> None: ...
-
-
-class Throttle:
-    def __init__(self, interval: float, clock: Callable[[], float]) -> None:
-        self.interval = interval
-        self.clock = clock
-        self.last = float("-inf")
-
-    def due(self) -> bool:
-        return self.clock() - self.last >= self.interval
-
-    def mark(self) -> None:
-        self.last = self.clock()
-
-    def wait(self) -> float:
-        """Seconds until the next edit is allowed (0 when it is due now)."""
-        return max(0.0, self.last + self.interval - self.clock())
 
 
 class EditSink:
@@ -185,8 +160,6 @@ class EditSink:
             else:  # the rest is posted when complete (or full)
                 self.ts, self.shown = None, None
         self._dirty = True
-        if self.throttle.due():
-            await self.flush()
 
     async def flush(self) -> None:
         self._dirty = False
@@ -258,12 +231,10 @@ class NativeStreamSink:
             if head:
                 await self._send(head)
             self.buffer = rest  # only now: until Slack took the head, all of it is still unsent
-            await self._stop(None)
+            await self.stop(None)
             await self.start(None)
-        if self.throttle.due():
-            await self.flush()
 
-    async def _stop(self, final: FinalAnswer | None) -> None:
+    async def stop(self, final: FinalAnswer | None) -> None:
         if self.ts is None:
             raise RuntimeError("NativeStreamSink.start() must run before stop")
         kwargs: dict[str, Any] = {"channel": self.target.channel, "ts": self.ts}
@@ -275,4 +246,4 @@ class NativeStreamSink:
 
     async def finish(self, final: FinalAnswer | None) -> None:
         await self.flush()
-        await self._stop(final)
+        await self.stop(final)

@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 
 from bot.evaluation.answers import AnswerRunner, RowLog
 from bot.evaluation.judge import JUDGE_SYSTEM_PROMPT, JUDGE_USER_TEMPLATE
-from bot.evaluation.question_sets import QuestionSource, read_pubmedqa, read_question_file
+from bot.evaluation.question_sets import QuestionSource, read_pubmedqa, read_question_file, sample_questions
 from bot.evaluation.records import MODES, AnswersError, JudgeInfo, Mode, ProfileInfo, RunSettings
 from bot.evaluation.report import build_report, table, write_report
 from bot.model_client import ModelRouter
@@ -155,7 +155,7 @@ async def _run(args: Any, settings: Settings) -> int:
         source = await asyncio.to_thread(read_pubmedqa, Path(args.pubmedqa))
     for problem in source.problems:
         say(problem)
-    questions = source.questions[: args.limit]
+    questions = sample_questions(source.questions, args.limit, args.seed)
     if not questions:
         raise AnswersError(f"{source.label}: no question can be read")
     kbs = (EVAL_KB,) if source.pubmedqa else (tuple(parse_list(args.kb, "--kb")) if args.kb else settings.default_kbs)

@@ -39,7 +39,7 @@ def _register_answers(targets: argparse._SubParsersAction[argparse.ArgumentParse
     answers.add_argument("--modes", default="closed,oracle,retrieved", help="any of closed,oracle,retrieved")
     answers.add_argument("--kb", help="knowledge bases to search, comma-separated (default: the channels' default)")
     answers.add_argument("--limit", type=int,
-                         help="only the first N questions (file order; PubMedQA: test-split order)")
+                         help="a seeded random sample of N questions (--seed), kept in file order")
     answers.add_argument("--concurrency", type=int, default=4, help="questions in flight at once (default 4)")
     answers.add_argument("--judge", metavar="PROFILE", help="also grade answers with this profile as an LLM judge")
     answers.add_argument("--seed", type=int, default=0, help="seed of the bootstrap intervals (default 0)")

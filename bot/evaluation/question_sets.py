@@ -1,23 +1,31 @@
 """Question sets for ``eval answers``: a question file (through :func:`bot.questions.load_questions`) or
 PubMedQA's official test split.
 
-PubMedQA: the 500 ids of ``test_ground_truth.json`` in that file's order (``--limit N`` takes the
-first N), each with its ``QUESTION`` from ``ori_pqal.json``, the choices yes/no/maybe, its decision as
-the reference, its own abstract as the gold source and its conclusion (``LONG_ANSWER``) as extra
-reference text for the judge. The corpus is all 1,000 abstracts of ``ori_pqal.json``.
+``--limit N`` takes a seeded random sample of N questions (``--seed``), kept in file order: the first N
+would be no sample at all where a file is sorted (PubMedQA's test file lists its 276 "yes" questions
+first).
+
+PubMedQA: the 500 ids of ``test_ground_truth.json``, each with its ``QUESTION`` from ``ori_pqal.json``,
+the choices yes/no/maybe, its decision as the reference, its own abstract as the gold source and its
+conclusion (``LONG_ANSWER``) as extra reference text for the judge. The corpus: all 1,000 abstracts
+of ``ori_pqal.json``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from bot.evaluation.records import AnswersError
 from bot.questions import QuestionFileError, QuestionItem, load_questions
 
 PUBMEDQA_TEST = "test_ground_truth.json"
+Q = TypeVar("Q")
 PUBMEDQA_CHOICES = ("yes", "no", "maybe")
 
 
@@ -85,3 +93,11 @@ def read_pubmedqa(root: Path) -> QuestionSource:
         questions.append(EvalQuestion(item, explanation=str(entry.get("LONG_ANSWER") or "") or None))
     digest = hashlib.sha256(truth_path.read_bytes() + data_path.read_bytes()).hexdigest()
     return QuestionSource(f"pubmedqa:{root.resolve()}", digest, tuple(questions), tuple(problems), pubmedqa=root)
+
+
+def sample_questions(questions: Sequence[Q], limit: int | None, seed: int) -> list[Q]:
+    """``limit`` questions drawn at random with ``seed`` (all of them without a limit), in file order."""
+    if limit is None or limit >= len(questions):
+        return list(questions)
+    picked = sorted(random.Random(seed).sample(range(len(questions)), limit))
+    return [questions[i] for i in picked]

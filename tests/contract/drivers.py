@@ -1,8 +1,8 @@
-"""One driver per adapter, so the same conversation scenarios run through console, Slack and Discord.
+"""One driver per adapter, so the same conversation scenarios run through every platform.
 
 Each driver speaks to its adapter the way its platform does (console lines; signed Slack Events API
-requests and slash commands; Discord gateway MESSAGE_CREATE and INTERACTION_CREATE) and reads back
-what a person would see.
+requests and slash commands; Discord gateway MESSAGE_CREATE and INTERACTION_CREATE; posts in the
+toy platform's in-process room) and reads back what a person would see.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from adapters.slack.app import SlackBot, build_slack_bot
 from adapters.slack.server import EVENTS_PATH, HttpService, start_http
 from bot.runtime import Runtime
 from bot.settings import Settings
+from tests.contract.toy.platform import Said, ToyRoom
 from tests.fakes import discord_payloads as payloads
 from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.slack_payloads import app_mention, event_callback, form_body, sign, slash_command
@@ -176,3 +177,39 @@ class DiscordDriver:
         await self.client.close()
         await asyncio.wait_for(self.task, TIMEOUT)
         await self.runtime.aclose()
+
+
+@dataclass
+class ToyDriver:
+    """The toy platform (``tests/contract/toy``), served by ``adapters.serve`` like any registered one."""
+
+    room: ToyRoom
+    stop: asyncio.Event
+    task: asyncio.Task[None]
+    supports_non_admins: bool = True
+
+    @classmethod
+    async def start(cls, settings: Settings, room: ToyRoom) -> ToyDriver:
+        from adapters.serve import serve
+
+        stop = asyncio.Event()
+        task = asyncio.create_task(serve(settings, ["toy"], stop=stop))  # ``bothbot serve toy``
+        return cls(room, stop, task)
+
+    async def _reply(self, post: Said) -> str:
+        waiting = asyncio.ensure_future(self.room.wait_for_reply(post, TIMEOUT))
+        await asyncio.wait({waiting, self.task}, return_when=asyncio.FIRST_COMPLETED)
+        if not waiting.done():  # serve ended: raise its error
+            waiting.cancel()
+            self.task.result()
+        return (await waiting).text
+
+    async def ask(self, text: str, *, channel: str, user: str = "alice") -> str:
+        return await self._reply(await self.room.say(user, channel, text))
+
+    async def command(self, line: str, *, channel: str, admin: bool, user: str = "alice") -> str:
+        return await self._reply(await self.room.say(user, channel, f"!{line}", admin=admin))
+
+    async def close(self) -> None:
+        self.stop.set()
+        await asyncio.wait_for(self.task, TIMEOUT)

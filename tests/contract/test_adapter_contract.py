@@ -1,25 +1,31 @@
-"""The same conversation scenarios through every adapter: console, Slack and Discord."""
+"""The same conversation scenarios through every adapter: the console, every registered platform
+(Slack, Discord) and a toy platform that the tests register themselves (``tests/contract/toy``)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import pytest
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
+import adapters
+from adapters.discord.specs import DISCORD_SPECS
+from bot.command_specs import specs_for
 from bot.runtime import Runtime
 from bot.settings import Settings
-from tests.conftest import IngestDocs
-from tests.contract.drivers import ConsoleDriver, DiscordDriver, Driver, SlackDriver
+from tests.conftest import BASE_MODEL, TUNED_MODEL, IngestDocs
+from tests.contract.drivers import ConsoleDriver, DiscordDriver, Driver, SlackDriver, ToyDriver
+from tests.contract.toy.platform import ROOMS, ToyRoom
 from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_payloads import SIGNING_SECRET
 from tests.fakes.slack_server import BOT_TOKEN, FakeSlack
 
-BASE, TUNED = "base-model", "ft:base-model:acme:support:abc123"
+BASE, TUNED = BASE_MODEL, TUNED_MODEL
 
 
 @pytest.fixture
@@ -32,19 +38,38 @@ def data_dir(ingest_docs: IngestDocs) -> Path:
     )
 
 
-@pytest.fixture(params=["console", "slack", "discord"])
+DRIVEN = ("console", "slack", "discord", "toy")
+"""Platforms the contract drives; every registered one must be here (see the first test)."""
+
+
+@pytest.fixture(autouse=True)
+def toy_registered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A third platform, registered the way a real one is: one line in ``adapters.PLATFORMS``."""
+    monkeypatch.setattr(adapters, "PLATFORMS", MappingProxyType({**REGISTERED, "toy": "tests.contract.toy"}))
+
+
+REGISTERED = dict(adapters.PLATFORMS)
+
+
+def test_every_registered_platform_is_driven_by_the_contract() -> None:
+    assert set(REGISTERED) <= set(DRIVEN)
+
+
+@pytest.fixture(params=DRIVEN)
 async def driver(
     request: pytest.FixtureRequest,
     make_settings: Callable[..., Settings],
     openai_server: FakeOpenAI,
     data_dir: Path,
     monkeypatch: pytest.MonkeyPatch,
+    redis_prefix: str,
+    profiles: dict[str, dict[str, str]],
 ) -> AsyncIterator[Driver]:
     values: dict[str, Any] = {
         "data_dir": data_dir,
         "openai_base_url": openai_server.base_url,
         "openai_api_key": "sk-contract",
-        "profiles": {"base": {"model": BASE}, "tuned": {"model": TUNED}},
+        "profiles": profiles,
         "default_profile": "base",
         "model_max_retries": 0,
     }
@@ -65,6 +90,12 @@ async def driver(
             built = await SlackDriver.start(settings, fake)
             yield built
             await built.close()
+    elif request.param == "toy":
+        room = ToyRoom()
+        monkeypatch.setitem(ROOMS, redis_prefix, room)
+        built = await ToyDriver.start(make_settings(**values, toy_room=redis_prefix), room)
+        yield built
+        await built.close()
     else:
         monkeypatch.setattr(Route, "BASE", Route.BASE)
         monkeypatch.setattr(DiscordWebSocket, "DEFAULT_GATEWAY", DiscordWebSocket.DEFAULT_GATEWAY)
@@ -109,7 +140,7 @@ async def test_an_admin_switches_one_channel_to_the_tuned_model(
     assert "`tuned`" in shown
 
 
-@pytest.mark.parametrize("driver", ["slack", "discord"], indirect=True)  # the console user is always admin
+@pytest.mark.parametrize("driver", ["slack", "discord", "toy"], indirect=True)  # the console user is always admin
 async def test_a_member_who_is_not_an_admin_changes_nothing(
     driver: Driver, openai_server: FakeOpenAI
 ) -> None:
@@ -147,7 +178,7 @@ async def test_an_admin_runs_an_experiment_between_two_models(driver: Driver, op
     assert "Sources:" in openai_server.chat_requests[-1].body["messages"][0]["content"]
 
 
-@pytest.mark.parametrize("driver", ["slack", "discord"], indirect=True)  # the console user is always admin
+@pytest.mark.parametrize("driver", ["slack", "discord", "toy"], indirect=True)  # the console user is always admin
 async def test_a_member_cannot_start_or_stop_an_experiment(driver: Driver) -> None:
     refused = await driver.command("experiment start tuned base", channel="support", admin=False, user="mallory")
     assert "Only an admin can start an experiment" in refused
@@ -158,3 +189,12 @@ async def test_a_member_cannot_start_or_stop_an_experiment(driver: Driver) -> No
     refused = await driver.command("experiment stop", channel="support", admin=False, user="mallory")
     assert "Only an admin can stop an experiment" in refused
     assert "running since" in await driver.command("experiment", channel="support", admin=False, user="mallory")
+
+
+async def test_help_lists_exactly_the_platforms_commands(driver: Driver, request: pytest.FixtureRequest) -> None:
+    platform = request.node.callspec.params["driver"]
+    shown = await driver.command("help", channel="general", admin=not driver.supports_non_admins)
+    offered = specs_for(platform, DISCORD_SPECS)  # Discord's own commands count on Discord only
+    for spec in offered:
+        assert spec.help in shown, f"{spec.name} is missing from {platform}'s help"
+    assert ("replymode" in shown) is (platform == "discord"), "a platform's own command stays on that platform"

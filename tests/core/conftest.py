@@ -22,7 +22,6 @@ DOCS = {
     "The VPN endpoint is vpn.example.com.\n",
 }
 
-PROFILES = {"base": {"model": "base-model"}, "tuned": {"model": "ft:base-model:acme:support:abc123"}}
 
 StartRuntime = Callable[..., Any]
 
@@ -50,11 +49,11 @@ async def start_runtime(
 
 
 @pytest.fixture
-def model_settings(openai_server: FakeOpenAI) -> dict[str, Any]:
+def model_settings(openai_server: FakeOpenAI, profiles: dict[str, dict[str, str]]) -> dict[str, Any]:
     return {
         "openai_base_url": openai_server.base_url,
         "openai_api_key": "sk-test-secret-key-123456",
-        "profiles": PROFILES,
+        "profiles": profiles,
         "default_profile": "base",
         "model_max_retries": 0,
         "model_timeout_seconds": 5,

@@ -7,6 +7,7 @@ from typing import Any
 
 from adapters.console.chat import run_chat
 from bot.runtime import Runtime
+from tests.conftest import BASE_MODEL
 from tests.fakes.openai_server import FakeOpenAI
 
 
@@ -23,13 +24,14 @@ async def _chat(runtime: Runtime, lines: str) -> str:
 async def test_console_commands_and_answers(
     start_runtime: Any, model_settings: dict[str, Any], openai_server: FakeOpenAI
 ) -> None:
+    # Switching a channel's model from the console: tests/contract (the console driver).
     runtime: Runtime = await start_runtime(**model_settings)
     openai_server.reply_text = "Use WireGuard [1]."
-    out = await _chat(runtime, "/model tuned\n\nHow do I set up the VPN with WireGuard?\n/quit\nnever read\n")
-    assert "now uses profile `tuned`" in out
+    out = await _chat(runtime, "/models\n\nHow do I set up the VPN with WireGuard?\n/quit\nnever read\n")
+    assert "Model profiles:" in out
     assert "Use WireGuard [1]." in out
     assert "Sources:\n  [1] VPN — Setup (" in out
-    assert [r.body["model"] for r in openai_server.chat_requests] == ["ft:base-model:acme:support:abc123"]
+    assert [r.body["model"] for r in openai_server.chat_requests] == [BASE_MODEL], "nothing read after /quit"
 
 
 async def test_a_failure_is_reported_and_the_chat_goes_on(

@@ -15,7 +15,7 @@ from bot.prompts import CLOSED_BOOK_NOTE
 from bot.runtime import Runtime
 from bot.settings import ModelProfile
 from bot.state import Turn
-from tests.core.conftest import PROFILES
+from tests.conftest import PROFILES
 from tests.core.helpers import ask
 from tests.fakes.openai_server import FakeOpenAI
 

@@ -17,10 +17,9 @@ from discord.http import Route
 from adapters.discord.client import build_client
 from bot.runtime import Runtime
 from bot.settings import Settings
+from tests.conftest import PROFILES
 from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.openai_server import FakeOpenAI
-
-PROFILES = {"base": {"model": "base-model"}, "tuned": {"model": "ft:base-model:acme::x1"}}
 
 
 @dataclass

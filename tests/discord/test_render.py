@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from adapters.discord.render import LiveReply, final_pieces, format_citations, split_text
+from adapters.discord.sinks import CannotEdit
 from bot.messages import Citation, FinalAnswer, ReplyEvent, Status, TextDelta
 
 
@@ -182,7 +183,7 @@ def test_final_pieces_put_sources_in_their_own_message_when_full() -> None:
 async def test_when_the_final_edit_fails_the_answer_is_posted_anew() -> None:
     class DeletedMessageSink(RecordingSink):
         async def edit(self, handle: int, content: str, *, feedback: FinalAnswer | None = None) -> None:
-            raise RuntimeError("404 Unknown Message")
+            raise CannotEdit("404 Unknown Message")
 
     clock = Clock()
     sink = DeletedMessageSink(clock)
@@ -202,11 +203,11 @@ async def test_a_message_that_cannot_be_edited_is_left_alone_then_replaced() -> 
 
         async def edit(self, handle: int, content: str, *, feedback: FinalAnswer | None = None) -> None:
             self.edits += 1
-            raise RuntimeError("404: Not Found")
+            raise CannotEdit("404: Not Found")
 
         async def delete(self, handle: int) -> None:
             self.deletes += 1
-            raise RuntimeError("404: Not Found")  # the server cannot delete either: no matter
+            raise CannotEdit("404: Not Found")  # the server cannot delete either: no matter
 
     clock = Clock()
     sink = NoEditsSink(clock)
@@ -221,3 +222,26 @@ async def test_a_message_that_cannot_be_edited_is_left_alone_then_replaced() -> 
     assert sink.buttons == {1: "t10"}
     assert sink.deletes == 1
     assert live.handles == [1]
+
+
+async def test_a_stream_that_stops_without_a_final_answer_says_so() -> None:
+    async def broken_off() -> AsyncIterator[ReplyEvent]:
+        yield Status("Searching…")
+        yield TextDelta("Half an answer")
+
+    sink = RecordingSink(Clock())
+    assert await LiveReply(sink, interval=0.0).run(broken_off()) is None
+    assert sink.messages == ["Half an answer\n\n(The answer stopped unexpectedly.)"]
+    assert sink.buttons == {}
+
+
+async def test_a_failure_mid_answer_keeps_what_was_shown_and_adds_a_note_with_a_reference() -> None:
+    async def failing() -> AsyncIterator[ReplyEvent]:
+        yield TextDelta("Half an answer")
+        raise RuntimeError("the engine broke")
+
+    sink = RecordingSink(Clock())
+    assert await LiveReply(sink, interval=0.0).answer(failing(), ref="1234") is None
+    [message] = sink.messages
+    assert message.startswith("Half an answer\n\nSorry — something went wrong on my side")
+    assert "(ref `1234`)" in message

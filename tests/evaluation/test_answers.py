@@ -22,7 +22,7 @@ import pytest
 
 from bot.cli import main
 from bot.evaluation.answers import RowLog, gold_passages
-from bot.evaluation.question_sets import read_pubmedqa
+from bot.evaluation.question_sets import read_pubmedqa, sample_questions
 from bot.evaluation.records import AnswerRow, ProfileInfo, RunSettings
 from bot.evaluation.report import build_report
 from bot.prompts import CLOSED_BOOK_NOTE, SOURCES_NOTE
@@ -446,13 +446,16 @@ def test_a_row_cut_off_mid_write_runs_again(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not (PUBMEDQA / "ori_pqal.json").is_file(), reason="needs the PubMedQA data in ../shared")
-async def test_pubmedqa_first_ten_against_a_grounded_fake(
+async def test_pubmedqa_sample_of_ten_against_a_grounded_fake(
     eval_env: dict[str, str], openai_server: FakeOpenAI, tmp_path: Path
 ) -> None:
     source = read_pubmedqa(PUBMEDQA)
-    first = [q.item for q in source.questions[:10]]
     truth = json.loads((PUBMEDQA / "test_ground_truth.json").read_text(encoding="utf-8"))
-    assert len(source.questions) == 500 and [i.id for i in first] == list(truth)[:10]
+    assert len(source.questions) == 500 and [q.item.id for q in source.questions] == list(truth)
+    assert {truth[i] for i in list(truth)[:10]} == {"yes"}  # the file is sorted: its first ten are no sample
+    first = [q.item for q in sample_questions(source.questions, 10, seed=0)]
+    positions = [list(truth).index(i.id) for i in first]
+    assert positions == sorted(positions) and len({truth[i.id] for i in first}) > 1
 
     by_question = {i.question: i for i in first}
 

@@ -18,7 +18,7 @@ from bot.experiments import Experiments
 from bot.questions import load_questions
 from bot.runtime import Runtime
 from bot.settings import Settings
-from tests.conftest import TEST_REDIS_URL, IngestDocs
+from tests.conftest import PROFILES, TEST_REDIS_URL, IngestDocs
 from tests.core.helpers import ask
 from tests.fakes.openai_server import FakeOpenAI
 
@@ -26,7 +26,6 @@ DOCS = {
     "laptops.md": "# Laptops\n\nTo request a laptop, open a ticket in the IT portal under Hardware.\n",
     "holidays.md": "# Holidays\n\nEvery employee has 28 days of paid holiday a year.\n",
 }
-PROFILES = {"base": {"model": "base-model"}, "tuned": {"model": "ft:base-model:acme:support:abc123"}}
 
 
 @dataclass

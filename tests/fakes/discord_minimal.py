@@ -29,7 +29,6 @@ aiohttp on 127.0.0.1, port 0. Tests wait on ``wait_for(predicate)``, woken on ev
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import re
@@ -39,6 +38,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import WSMsgType, web
+
+from tests.fakes.harness import Loopback
 
 JSON = dict[str, Any]
 API = "/api/v10"
@@ -112,41 +113,29 @@ class MinimalDiscord:
         self._tokens: dict[str, str] = {}  # interaction token -> channel id
         self._sockets: list[web.WebSocketResponse] = []
         self._seq = 0
-        self._changed = asyncio.Condition()
-        self._runner: web.AppRunner | None = None
+        self.server = Loopback(self._routes, record=False)  # ``calls`` are ours
 
     # ------------------------------------------------------------------ lifecycle
-    async def __aenter__(self) -> MinimalDiscord:
-        app = web.Application()
+    def _routes(self, app: web.Application) -> None:
         app.router.add_get("/gateway", self._gateway)
         app.router.add_route("*", API + "/{tail:.*}", self._rest)
-        self._runner = web.AppRunner(app, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.base_url = f"http://127.0.0.1:{port}{API}"
-        self.gateway_url = f"ws://127.0.0.1:{port}/gateway"
+
+    async def __aenter__(self) -> MinimalDiscord:
+        await self.server.start()
+        self.base_url = f"{self.server.base}{API}"
+        self.gateway_url = f"ws://127.0.0.1:{self.server.port}/gateway"
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         for ws in list(self._sockets):
             await ws.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
+        await self.server.close()
 
     async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
+        await self.server.changed()
 
     async def wait_for(self, predicate: Callable[[], Any], timeout: float = 15.0) -> Any:
-        async def wait() -> Any:
-            async with self._changed:
-                while not (value := predicate()):
-                    await self._changed.wait()
-                return value
-
-        return await asyncio.wait_for(wait(), timeout)
+        return await self.server.wait_for(predicate, timeout)
 
     # ------------------------------------------------------------------ what tests look at
     def answers_in(self, channel_id: str) -> list[Posted]:

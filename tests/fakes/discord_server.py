@@ -1,6 +1,7 @@
 """A local fake of Discord's REST API (v10) and gateway, for driving a real ``discord.Client``.
 
-aiohttp on 127.0.0.1, port 0. REST answers with content type exactly ``application/json`` (what
+aiohttp on 127.0.0.1, port 0 (``tests/fakes/harness.py``). REST answers with content type exactly
+``application/json`` (what
 discord.py's ``json_or_text`` requires) and rate-limit headers; a 429 carries ``Retry-After``, the
 ``X-RateLimit-*`` headers, ``Via`` (without it discord.py takes a 429 for a Cloudflare ban) and a
 ``retry_after`` body. The gateway speaks opcodes HELLO(10) → IDENTIFY(2) → READY → GUILD_CREATE,
@@ -24,6 +25,7 @@ from aiohttp import web
 
 from tests.fakes import discord_payloads as p
 from tests.fakes.discord_gateway import FakeGateway, Session
+from tests.fakes.harness import Loopback
 
 JSON = dict[str, Any]
 API_PREFIX = "/api/v10"
@@ -94,51 +96,35 @@ class FakeDiscord:
         self._interaction_tokens: dict[str, str] = {}  # token -> interaction id
         self._interaction_channels: dict[str, str] = {}  # token -> channel id
         self._rate_limits: list[tuple[str, re.Pattern[str], float, bool]] = []
-        self._changed = asyncio.Condition()
         self.gateway = FakeGateway(token=token, ready=self._ready, after_ready=self._guilds, notify=self._notify)
-        self._runner: web.AppRunner | None = None
+        self.server = Loopback(self._routes, default_timeout=10.0, record=False)  # ``requests`` are ours
         self.base_url = ""
         self.gateway_url = ""
         self.port = 0
 
     # ------------------------------------------------------------------ lifecycle
-    async def start(self) -> FakeDiscord:
-        app = web.Application()
+    def _routes(self, app: web.Application) -> None:
         app.router.add_get("/gateway", self.gateway.handle)
         app.router.add_route("*", API_PREFIX + "/{tail:.*}", self._rest)
-        self._runner = web.AppRunner(app, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
-        self.base_url = f"http://127.0.0.1:{self.port}{API_PREFIX}"
+
+    async def start(self) -> FakeDiscord:
+        await self.server.start()
+        self.port = self.server.port
+        self.base_url = f"{self.server.base}{API_PREFIX}"
         self.gateway_url = f"ws://127.0.0.1:{self.port}/gateway"
         return self
 
     async def close(self) -> None:
         await self.gateway.drop(code=1001)
-        if self._runner is not None:
-            await self._runner.cleanup()
+        await self.server.close()
 
     # ------------------------------------------------------------------ waiting
     async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
+        await self.server.changed()
 
     async def wait_for(self, predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
         """Wait until ``predicate()`` is truthy (re-checked on every change); return its value."""
-
-        async def _wait() -> Any:
-            async with self._changed:
-                while True:
-                    value = predicate()
-                    if value:
-                        return value
-                    await self._changed.wait()
-
-        return await asyncio.wait_for(_wait(), timeout)
+        return await self.server.wait_for(predicate, timeout)
 
     # ------------------------------------------------------------------ test helpers
     def add_channel(self, name: str) -> JSON:

@@ -2,7 +2,8 @@
 
 Speaks ``POST /v1/chat/completions`` (JSON or SSE streaming with a final usage chunk),
 ``POST /v1/embeddings`` (deterministic hashed bag-of-words vectors, so similar texts are close)
-and ``GET /v1/models``. It records every request and can fail on request: an HTTP status
+and ``GET /v1/models``, on the shared loopback harness (``tests/fakes/harness.py``).
+It records every request and can fail on request: an HTTP status
 (429, 500, …) or a hang that only a client timeout ends.
 """
 
@@ -16,11 +17,14 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self, TypeVar
 
 from aiohttp import web
 
+from tests.fakes.harness import Loopback
+
 ReplyFn = Callable[[dict[str, Any]], str]
+T = TypeVar("T")
 
 
 @dataclass
@@ -46,14 +50,15 @@ class FakeOpenAI:
     ignore_stream: bool = False  # answer a whole JSON completion even when asked to stream
     requests: list[RecordedRequest] = field(default_factory=list)
     _failures: list[_Failure] = field(default_factory=list)
-    _runner: web.AppRunner | None = None
-    _port: int = 0
-    _changed: asyncio.Condition | None = None
     _hang: asyncio.Event = field(default_factory=asyncio.Event)
+    server: Loopback = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.server = Loopback(self.add_routes, default_timeout=10.0)
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._port}/v1"
+        return f"{self.server.base}/v1"
 
     @property
     def chat_requests(self) -> list[RecordedRequest]:
@@ -65,23 +70,18 @@ class FakeOpenAI:
     def hang_next(self, count: int = 1) -> None:
         self._failures.extend(_Failure(None) for _ in range(count))
 
+    async def wait_for(self, predicate: Callable[[], T], timeout: float | None = None) -> T:
+        return await self.server.wait_for(predicate, timeout)
+
     async def wait_for_requests(self, count: int, timeout: float = 10.0) -> list[RecordedRequest]:
-        assert self._changed is not None
-        async with self._changed:
-            await asyncio.wait_for(self._changed.wait_for(lambda: len(self.requests) >= count), timeout)
+        await self.server.wait_for(lambda: len(self.requests) >= count, timeout)
         return self.requests
 
-    async def start(self) -> FakeOpenAI:
-        self._changed = asyncio.Condition()
-        app = web.Application()
-        self.add_routes(app)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert server is not None
-        self._port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    async def _notify(self) -> None:
+        await self.server.changed()
+
+    async def start(self) -> Self:
+        await self.server.start()
         return self
 
     def add_routes(self, app: web.Application) -> None:
@@ -92,10 +92,9 @@ class FakeOpenAI:
 
     async def stop(self) -> None:
         self._hang.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
+        await self.server.close()
 
-    async def __aenter__(self) -> FakeOpenAI:
+    async def __aenter__(self) -> Self:
         return await self.start()
 
     async def __aexit__(self, *exc: object) -> None:
@@ -106,10 +105,8 @@ class FakeOpenAI:
             body = await request.json()
         except json.JSONDecodeError:
             return {}, web.json_response({"error": {"message": "invalid JSON body"}}, status=400)
-        assert self._changed is not None
-        async with self._changed:
-            self.requests.append(RecordedRequest(request.path, body, dict(request.headers)))
-            self._changed.notify_all()
+        self.requests.append(RecordedRequest(request.path, body, dict(request.headers)))
+        await self._notify()
         if self._failures:
             failure = self._failures.pop(0)
             if failure.status is None:

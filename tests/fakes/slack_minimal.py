@@ -15,7 +15,6 @@ tests wait on conditions with a deadline, never on sleeps.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import uuid
@@ -25,6 +24,8 @@ from typing import Any, Literal
 from urllib.parse import parse_qsl
 
 from aiohttp import web
+
+from tests.fakes.harness import Loopback
 
 Unknown = Literal["json", "404", "html"]
 Auth = Literal["full", "minimal", "missing"]
@@ -62,13 +63,15 @@ class MinimalSlack:
         self.messages: dict[str, Posted] = {}
         self.responses: list[dict[str, Any]] = []  # posts to response_urls, with "_key"
         self._ts = itertools.count(1)
-        self._changed = asyncio.Condition()
-        self._runner: web.AppRunner | None = None
-        self.port = 0
+        self.server = Loopback(self._routes, default_timeout=20.0, record=False)  # ``calls`` are ours
+
+    @property
+    def port(self) -> int:
+        return self.server.port
 
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.server.base
 
     @property
     def api_url(self) -> str:
@@ -77,28 +80,21 @@ class MinimalSlack:
     def response_url(self, key: str | None = None) -> str:
         return f"{self.base}/hooks/{key or uuid.uuid4().hex}"
 
-    async def __aenter__(self) -> MinimalSlack:
-        app = web.Application()
+    def _routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_post("/hooks/{key}", self._hook)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        sockets = getattr(site._server, "sockets", None)
-        assert sockets
-        self.port = int(sockets[0].getsockname()[1])
+
+    async def __aenter__(self) -> MinimalSlack:
+        await self.server.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        await self.server.close()
 
     # --- what tests look at -------------------------------------------------------------------
 
     async def wait_for(self, predicate: Callable[[], object], timeout: float = 20.0) -> None:
-        async with self._changed:
-            await asyncio.wait_for(self._changed.wait_for(lambda: bool(predicate())), timeout)
+        await self.server.wait_for(predicate, timeout)
 
     def in_channel(self, channel: str, thread_ts: str | None = None) -> list[Posted]:
         return [
@@ -117,8 +113,7 @@ class MinimalSlack:
     # --- the server ---------------------------------------------------------------------------
 
     async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
+        await self.server.changed()
 
     async def _api(self, request: web.Request) -> web.StreamResponse:
         method = request.match_info["method"]

@@ -15,17 +15,20 @@ Everything received is recorded; tests wait on conditions, never on sleeps.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import itertools
 import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
 from aiohttp import WSMsgType, web
+
+from tests.fakes.harness import Loopback
+
+T = TypeVar("T")
 
 BOT_TOKEN = "xoxb-test-bot-token"
 APP_TOKEN = "xapp-1-test-app-token"
@@ -116,39 +119,35 @@ class FakeSlack:
         self.http_failures: dict[str, list[tuple[int, str, str]]] = {}
         self._sockets: list[web.WebSocketResponse] = []
         self._ts = itertools.count(1)
-        self._changed = asyncio.Condition()
-        self._runner: web.AppRunner | None = None
-        self.port = 0
+        self.server = Loopback(self._routes, default_timeout=10.0, record=False)  # ``calls`` are ours
 
     # --- lifecycle ---------------------------------------------------------------------------
 
     @property
+    def port(self) -> int:
+        return self.server.port
+
+    @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.server.base
 
     @property
     def api_url(self) -> str:
         return f"{self.base}/api/"
 
-    async def start(self) -> FakeSlack:
-        app = web.Application()
+    def _routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_get("/link", self._socket)
         app.router.add_post("/respond/{key}", self._respond)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        sockets = getattr(site._server, "sockets", None)
-        assert sockets
-        self.port = int(sockets[0].getsockname()[1])
+
+    async def start(self) -> FakeSlack:
+        await self.server.start()
         return self
 
     async def stop(self) -> None:
         for ws in list(self._sockets):
             await ws.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
+        await self.server.close()
 
     async def __aenter__(self) -> FakeSlack:
         return await self.start()
@@ -174,12 +173,10 @@ class FakeSlack:
         return f"{self.base}/respond/{key or uuid.uuid4().hex}"
 
     async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
+        await self.server.changed()
 
-    async def wait_for(self, predicate: Callable[[], object], timeout: float = 10.0) -> None:
-        async with self._changed:
-            await asyncio.wait_for(self._changed.wait_for(lambda: bool(predicate())), timeout)
+    async def wait_for(self, predicate: Callable[[], T], timeout: float = 10.0) -> T:
+        return await self.server.wait_for(predicate, timeout)
 
     def calls_to(self, method: str) -> list[ApiCall]:
         return [c for c in self.calls if c.method == method]

@@ -16,7 +16,7 @@ from adapters.slack.app import SlackBot, build_slack_bot
 from adapters.slack.server import EVENTS_PATH, HttpService, start_http
 from bot.runtime import Runtime
 from bot.settings import Settings
-from tests.conftest import IngestDocs
+from tests.conftest import PROFILES, IngestDocs
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_payloads import (
     SIGNING_SECRET,
@@ -26,9 +26,6 @@ from tests.fakes.slack_payloads import (
     sign,
 )
 from tests.fakes.slack_server import APP_TOKEN, BOT_TOKEN, FakeSlack
-
-PROFILES = {"base": {"model": "base-model"}, "tuned": {"model": "ft:base-model:acme::x1"}}
-
 
 DOCS = {
     "laptops.md": "# Laptops\n\nTo request a laptop, open a ticket in the IT portal under Hardware. "

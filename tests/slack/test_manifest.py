@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from bot.settings import Settings
+from adapters.slack.settings import SlackSettings
+from bot.command_specs import specs_for, usage_hint
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = (ROOT / "slack-manifest.yaml").read_text(encoding="utf-8")
@@ -28,7 +29,7 @@ def test_events_scopes_and_command() -> None:
     ]
     scopes = set(_list_under("bot"))
     assert {"app_mentions:read", "chat:write", "commands", "users:read", "im:history", "channels:history"} <= scopes
-    default_command = Settings.model_fields["slack_command"].default
+    default_command = SlackSettings.model_fields["slack_command"].default
     assert f"- command: {default_command}\n" in MANIFEST
 
 
@@ -39,8 +40,10 @@ def test_one_url_for_events_commands_and_interactivity() -> None:
     assert "socket_mode_enabled: false" in MANIFEST
 
 
-def test_usage_hint_names_the_experiment_command() -> None:
+def test_usage_hint_is_generated_from_the_command_specs() -> None:
     hint = re.search(r'usage_hint: "([^"]+)"', MANIFEST)
     assert hint, "no usage_hint for the slash command"
+    expected = usage_hint(specs_for("slack"))
+    assert hint.group(1) == expected, f'set usage_hint: "{expected}" in slack-manifest.yaml'
     assert "experiment [start ARMS|stop]" in hint.group(1)
     assert len(hint.group(1)) <= 1000

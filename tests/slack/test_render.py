@@ -116,3 +116,50 @@ async def test_a_message_that_cannot_be_edited_gets_the_answer_as_a_new_message(
     placeholder, answer = slack.bot_messages("C1")
     assert placeholder.text == "_Searching…_"
     assert answer.block_text == "Whole answer" and answer.buttons()
+
+
+async def test_a_failure_mid_answer_closes_the_stream_and_says_so_with_a_reference(
+    slack: FakeSlack, renderer_for: MakeRenderer
+) -> None:
+    async def failing() -> AsyncIterator[ReplyEvent]:
+        yield TextDelta("Half an answer")
+        raise RuntimeError("the engine broke")
+
+    renderer = renderer_for()
+    assert await renderer.answer(failing(), ref="Ev1") is None
+    answer, note = slack.bot_messages("C1")
+    assert answer.text == "Half an answer" and not answer.stream_open, "the stream stops typing"
+    assert note.thread_ts == THREAD.thread_ts
+    assert note.text.startswith(":warning: Sorry — something went wrong on my side") and "(ref `Ev1`)" in note.text
+
+
+async def test_a_web_api_refusal_before_anything_is_shown_says_nothing_more(
+    slack: FakeSlack, renderer_for: MakeRenderer
+) -> None:
+    slack.fail_next("chat.postMessage", "not_in_channel", count=1)
+    renderer = renderer_for(streaming=False)
+    assert await renderer.answer(scripted([TextDelta("Hello")]), ref="Ev2") is None
+    assert slack.bot_messages("C1") == [], "the channel refused the bot: no note either"
+
+
+async def test_a_web_api_refusal_mid_answer_is_said_with_what_slack_said(slack: FakeSlack) -> None:
+    async with aiohttp.ClientSession() as session:
+        client = make_web_client(BOT_TOKEN, slack.api_url, session=session)
+        renderer = SlackReplyRenderer(
+            client, THREAD, streams=StreamSupport(False), edit_interval=0.0, section_limit=200
+        )
+        shown = asyncio.Event()
+
+        async def refuse_the_next_post() -> None:
+            await slack.wait_for(lambda: any(m.block_text == "Hello" for m in slack.bot_messages("C1")))
+            slack.fail_next("chat.postMessage", "msg_too_long")  # the continuation message
+            shown.set()
+
+        refusing = asyncio.create_task(refuse_the_next_post())
+        events: list[ReplyEvent | asyncio.Event] = [TextDelta("Hello"), shown, TextDelta(" and more" * 40)]
+        assert await renderer.answer(scripted(events), ref="Ev3") is None
+        await refusing
+
+    first, note = slack.bot_messages("C1")
+    assert first.block_text.startswith("Hello")
+    assert note.text == ":warning: I couldn't finish posting this answer (Slack said: msg_too_long)."

@@ -18,7 +18,7 @@ import pytest
 from adapters.slack.client import SlackCredentials
 from adapters.slack.server import run_slack
 from bot.settings import ConfigError, Settings
-from tests.conftest import TEST_REDIS_URL
+from tests.conftest import TEST_REDIS_URL, TUNED_MODEL
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_payloads import SIGNING_SECRET, app_mention, event_callback, message_event, sign, slash_command
 from tests.fakes.slack_server import APP_TOKEN, BOT_TOKEN, FakeSlack
@@ -113,7 +113,7 @@ async def test_bothbot_slack_command_in_http_mode(
     port = _free_port()
     (tmp_path / "bothbot.toml").write_text(
         'default_profile = "base"\n\n[profiles.base]\nmodel = "base-model"\n\n'
-        '[profiles.tuned]\nmodel = "ft:base-model:acme::x1"\n',
+        f'[profiles.tuned]\nmodel = "{TUNED_MODEL}"\n',
         encoding="utf-8",
     )
     env = {
@@ -174,7 +174,7 @@ async def test_bothbot_slack_command_in_http_mode(
 
         assert len(slack.bot_messages("C1", mention["ts"])) == 1
         models = [r.body["model"] for r in openai_server.chat_requests]
-        assert models == ["base-model", "base-model", "ft:base-model:acme::x1"]  # the DM kept the default
+        assert models == ["base-model", "base-model", TUNED_MODEL]  # the DM kept the default
     finally:
         if process.returncode is None:
             process.send_signal(signal.SIGTERM)

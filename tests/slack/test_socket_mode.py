@@ -8,6 +8,7 @@ import pytest
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 
 from adapters.slack.server import start_socket_mode
+from tests.conftest import TUNED_MODEL
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_payloads import app_mention, block_action, event_callback, message_event, slash_command
 from tests.fakes.slack_server import APP_TOKEN, FakeSlack
@@ -66,7 +67,7 @@ async def test_slash_command_and_button_over_socket_mode(
     mention = app_mention("now tuned?")
     await slack.send_envelope("events_api", event_callback(mention))
     await slack.wait_for(lambda: any(m.buttons() for m in slack.bot_messages("C1", thread_ts=mention["ts"])))
-    assert openai_server.chat_requests[-1].body["model"] == "ft:base-model:acme::x1"
+    assert openai_server.chat_requests[-1].body["model"] == TUNED_MODEL
     [answer] = slack.bot_messages("C1", thread_ts=mention["ts"])
 
     click = await slack.send_envelope(

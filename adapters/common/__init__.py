@@ -1,0 +1,1 @@
+"""What Slack and Discord share: splitting, the live message, in-flight tracking, thread memory, texts."""
