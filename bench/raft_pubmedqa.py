@@ -5,7 +5,7 @@ calls the very functions ``bothbot eval answers --pubmedqa`` uses):
 
 1. Splits PubMedQA PQA-L: the evaluation questions are a seeded sample of ``--test`` ids of the
    official test split (``test_ground_truth.json`` is ordered by label — its first 276 ids are all
-   "yes" — so ``eval answers --pubmedqa --limit N`` would evaluate a one-label subset); the training
+   "yes" — so a sample, never its first N; ``eval answers --limit`` samples the same way); the training
    questions are a seeded sample of ``--train`` of the 500 ids *outside* that split.
 2. Ingests the 1,000 abstracts into knowledge base ``eval`` of a bench data folder exactly as
    ``eval answers --pubmedqa`` ingests them into its temporary one (``retrieval.evaluate.load_pubmedqa``

@@ -65,6 +65,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     start.add_argument("--batch-size", type=_positive_int, metavar="N", help="examples per batch")
     start.add_argument("--max-steps", type=_positive_int, metavar="N", help="local: stop after N steps")
     start.add_argument("--lora-r", type=_positive_int, metavar="N", help="local: LoRA rank")
+    start.add_argument("--max-length", type=_positive_int, metavar="N",
+                       help="local: tokens of an example the model reads; longer ones are cut (default 1024)")
     start.add_argument("--merge", action="store_true", help="local: also write the base model merged with the adapter")
     start.add_argument("--output", metavar="DIR", help="local: where the adapter is written")
     start.add_argument("--seed", type=int, metavar="N", help="random seed")
@@ -207,6 +209,7 @@ async def _start(args: argparse.Namespace, settings: Settings) -> int:
             "batch_size": args.batch_size,
             "max_steps": args.max_steps,
             "lora_r": args.lora_r,
+            "max_length": args.max_length,
             "merge": True if args.merge else None,
             "seed": args.seed,
         }.items()

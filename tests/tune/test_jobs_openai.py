@@ -118,6 +118,9 @@ async def test_local_only_options_are_refused_by_the_openai_backend(
                            "--lora-r", "8", "--merge")
     assert result.code == 2
     assert "--lora-r, --merge only apply to --backend local" in result.err
+    longer = await run_cli("tune", "start", "--backend", "openai", "--data", str(training_dir), "--model", BASE,
+                           "--max-length", "512")
+    assert longer.code == 2 and "--max-length only applies to --backend local" in longer.err
     assert finetune_server.ft_requests == []
 
 

@@ -41,6 +41,7 @@ _LOCAL_ONLY = {
     "learning_rate": "--learning-rate (OpenAI-style APIs take --learning-rate-multiplier)",
     "max_steps": "--max-steps",
     "lora_r": "--lora-r",
+    "max_length": "--max-length",
     "merge": "--merge",
 }
 _STATUSES: dict[str, JobStatus] = {
@@ -319,6 +320,6 @@ def _check_hyperparameters(job: JobRecord) -> None:
         unsupported.append("--output")
     if unsupported:
         raise BackendError(
-            f"{', '.join(unsupported)} only apply to --backend local; the openai backend takes --epochs, "
-            "--batch-size, --learning-rate-multiplier, --suffix and --seed."
+            f"{', '.join(unsupported)} only {'apply' if len(unsupported) > 1 else 'applies'} to --backend local; "
+            "the openai backend takes --epochs, --batch-size, --learning-rate-multiplier, --suffix and --seed."
         )
