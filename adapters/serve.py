@@ -10,6 +10,10 @@ platforms in one process is how Slack and Discord run side by side without a Qdr
 
 Ctrl-C: the first one stops gracefully, as SIGTERM does; a second one stops at once.
 
+With ``BOTHBOT_HEALTH_PORT`` set, the process also serves ``/healthz``, ``/readyz`` and ``/metrics``
+there (``bot.observability``), once for all its platforms: from the runtime's start until every
+platform has drained, with ``/readyz`` answering 503 from the stop signal on.
+
 "Stops taking events" is each platform's to do: Slack closes its HTTP listener or socket first
 (Slack redelivers to another replica); Discord keeps its gateway session through the drain, since
 an event Discord sent to this session reaches no other process, so one arriving then is still
@@ -26,6 +30,7 @@ from collections.abc import Iterator, Sequence
 
 import adapters
 from adapters.base import Platform
+from bot import observability
 from bot.runtime import Runtime
 from bot.settings import Settings
 
@@ -60,9 +65,14 @@ async def serve_platforms(
     with _stop_on_signals(stop):
         runtime = await Runtime.start(settings, serve_ingest=True)
         tasks: list[asyncio.Task[None]] = []
+        health: observability.HealthServer | None = None
         try:
             for line in runtime.describe():
                 log.info("%s", line)
+            if settings.health_port is not None:
+                readiness = observability.readiness_of(runtime, stopping=stop)
+                health = await observability.start_health_server(readiness, settings.health_host, settings.health_port)
+                log.info("health: /healthz, /readyz and /metrics on port %d", health.port)
             tasks = [
                 asyncio.create_task(platform.serve(runtime, stop), name=f"bothbot-{platform.name}")
                 for platform in platforms
@@ -77,6 +87,8 @@ async def serve_platforms(
             for task in tasks:  # only when we are cancelled ourselves (a second Ctrl-C): cut them off
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if health is not None:
+                await health.aclose()
             await runtime.aclose()  # after every platform is done with it
 
 

@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -21,7 +22,7 @@ from adapters.console.chat import run_chat
 from adapters.serve import serve
 from bot.evaluation import cli as evaluation_cli
 from bot.logs import configure_logging
-from bot.runtime import Runtime
+from bot.runtime import Runtime, check_redis
 from bot.settings import ConfigError, Settings, load_settings, mask_url_password
 from bot.tune import cli as tune_cli
 from retrieval.errors import RetrievalError
@@ -66,17 +67,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         for model in models.values():  # every platform's block: checked now, shown by `config`, redacted
             settings.platform(model)
         settings.check_channel_options(models)  # [channels."platform:…"]: the core's keys or its platform's
+        settings.check_toml_keys(models)  # bothbot.toml's top-level keys: the core's or a platform's
     except ConfigError as exc:
         print(f"bothbot: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level, settings.secret_values(), payload_loggers=adapters.payload_loggers())
+    configure_logging(
+        settings.log_level,
+        settings.secret_values(),
+        payload_loggers=adapters.payload_loggers(),
+        fmt=settings.log_format,
+    )
     try:
         return asyncio.run(_dispatch(args, settings))
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `bothbot chat | head`: the reader has gone; stop quietly
+        _silence_stdout()
+        return 0
     except (ConfigError, RetrievalError) as exc:
         print(f"bothbot: {exc}", file=sys.stderr)
         return 2
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's final flush of a closed pipe says nothing."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no real file descriptor (a test's StringIO): nothing to flush there
+        pass
 
 
 async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
@@ -86,6 +106,8 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return code
     command_handler = getattr(args, "handler", None)
     if command_handler is not None:  # tune, eval answers/feedback, feedback: async (args, settings) -> int
+        if getattr(args, "tune_command", None) != "validate":  # the one that reads only a file
+            await check_redis(settings.redis_url)  # they open Redis: a wrong REDIS_URL fails here, named
         result: int = await command_handler(args, settings)
         return result
     if args.command == "config":
@@ -107,10 +129,18 @@ def render_config(settings: Settings) -> str:
         data.update(block.model_dump(mode="json"))
     for name, profile in settings.profiles.items():
         data["profiles"][name]["api_key"] = "**********" if profile.api_key else None
-    for field in ("redis_url", "qdrant_url", "openai_base_url"):
-        if data.get(field):
-            data[field] = mask_url_password(data[field])
-    return json.dumps(data, indent=2, sort_keys=True)
+    return json.dumps(_mask_urls(data), indent=2, sort_keys=True)
+
+
+def _mask_urls(value: Any) -> Any:
+    """``value`` with the password of every URL in it masked, however deep (profiles' base_url…)."""
+    if isinstance(value, dict):
+        return {key: _mask_urls(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_mask_urls(item) for item in value]
+    if isinstance(value, str) and "://" in value:
+        return mask_url_password(value)
+    return value
 
 
 async def _chat(args: argparse.Namespace, settings: Settings) -> int:

@@ -21,7 +21,7 @@ from bot.model_client import ModelRouter
 from bot.profiles import TOML_ORIGIN, retirement_warning
 from bot.settings import Settings
 from bot.state import StateStore
-from retrieval.api import KnowledgeBase
+from retrieval.api import KnowledgeBase, kb_name_problem
 
 USAGE = {spec.name: spec.usage() for spec in CORE_SPECS}
 """The core's commands' usage lines (a platform's own commands add theirs to its ``help``)."""
@@ -328,6 +328,9 @@ class CommandRunner:
                 f"Knowledge bases: {', '.join(available) or 'none yet (run `bothbot ingest PATH`)'}."
             )
         names = tuple(dict.fromkeys(n for a in args for n in a.split(",") if n))
+        invalid = [problem for n in names if (problem := kb_name_problem(n))]
+        if invalid:
+            return CommandResult(f"{invalid[0]}. Nothing was changed.", refused=True)
         unknown = [n for n in names if n not in available]
         if unknown:
             return CommandResult(

@@ -4,13 +4,14 @@ prompt → model stream → persist turn and trace. Yields :data:`bot.messages.R
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+from bot import observability
 from bot.channels import ChannelConfig, ChannelSettings
 from bot.commands import CommandRunner, command_rest, split_command
 from bot.experiments import Arm, arm_for_turn
@@ -37,7 +38,7 @@ from bot.prompts import (
     retrieve_for_prompt,
 )
 from bot.settings import Settings
-from bot.state import StateStore, Turn
+from bot.state import EventClaim, StateStore, Turn
 from retrieval.api import KnowledgeBase, Passage, SearchResult, SearchScope
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ EMPTY_KB = (
     "Add documents with `bothbot ingest PATH` (a folder of Markdown, text, HTML or PDF files)."
 )
 NO_MATCH = "I don't know: nothing in the knowledge base matches this question closely enough."
+KB_DOWN = "The knowledge base could not be searched just now, so this answer uses no documents."
 TRACE_PASSAGE_CHARS = 4000
 """A shown passage's text is kept in the trace up to this length (chunks are far shorter by default)."""
 
@@ -77,12 +79,61 @@ class Engine:
         log.info("feedback %s on trace %s: %s", value, trace_id, "stored" if stored else "unknown trace")
         return stored
 
+    @observability.instrumented
     async def handle(self, msg: IncomingMessage) -> AsyncGenerator[ReplyEvent, None]:
-        """The reply to one message; yields nothing when the event was already handled."""
-        if msg.event_id and not await self.state.claim_event(msg.event_id, self.settings.dedup_ttl_seconds):
-            log.info("duplicate event %s ignored", msg.event_id)
+        """The reply to one message; yields nothing when the event was already handled, or is being
+        answered by another replica.
+
+        The event is claimed *in progress* with a short lease, renewed while this reply runs, then
+        marked *done*; a reply that fails (or is closed) before showing anything frees the claim, so
+        the platform's retry is answered. A process that dies mid-answer leaves a lease that runs out.
+        """
+        if not msg.event_id:
+            async for event in self._reply(msg):
+                yield event
             return
-        trace_id = uuid.uuid4().hex
+        claim = await self.state.claim_event(msg.event_id, self.settings.event_lease_seconds)
+        if claim is None:
+            log.info("duplicate event %s ignored", msg.event_id)
+            observability.dedup_hit(msg.platform)
+            return
+        keeper = asyncio.create_task(self._keep_claim(claim), name=f"lease of event {msg.event_id}")
+        shown = finished = False
+        try:
+            async for event in self._reply(msg):
+                shown = shown or not isinstance(event, Status)
+                yield event
+            finished = True
+        finally:
+            keeper.cancel()
+            await asyncio.wait({keeper})
+            await self._settle_claim(claim, done=finished or shown)
+
+    async def _keep_claim(self, claim: EventClaim) -> None:
+        """Renew the claim's lease every third of it until cancelled, or until it is no longer ours."""
+        lease = self.settings.event_lease_seconds
+        while True:
+            await asyncio.sleep(lease / 3)
+            try:
+                if not await self.state.renew_event(claim, lease):
+                    log.warning("the claim on event %s ran out while answering; a retry may be answered twice",
+                                claim.event_id)
+                    return
+            except Exception as exc:  # Redis unreachable: try again at the next beat, the lease may hold
+                log.warning("could not renew the claim on event %s: %s", claim.event_id, exc)
+
+    async def _settle_claim(self, claim: EventClaim, *, done: bool) -> None:
+        """Mark the event done, or free it for a retry; a Redis failure here only leaves the lease to run out."""
+        try:
+            if done:
+                await self.state.finish_event(claim, self.settings.dedup_ttl_seconds)
+            elif await self.state.release_event(claim):
+                log.info("event %s released: its answer failed before showing anything", claim.event_id)
+        except Exception as exc:
+            log.warning("could not settle the claim on event %s: %s", claim.event_id, exc)
+
+    async def _reply(self, msg: IncomingMessage) -> AsyncIterator[ReplyEvent]:
+        trace_id = observability.new_trace_id()  # also on every log line of this answer
         await self.profiles.refresh()
         if msg.command:
             name, args = split_command(msg.text)
@@ -116,10 +167,18 @@ class Engine:
         rag = channel.rag if arm is None or arm.rag is None else arm.rag
         found = SearchResult(passages=())
         shown: tuple[Passage, ...] = ()
+        kb_error: str | None = None
         if rag:
             yield Status("Searching the knowledge base…")
             scope = SearchScope(kbs=channel.kbs, channel=None if msg.is_direct else msg.scope_key)
-            found, shown = await retrieve_for_prompt(self.knowledge, question, scope, settings.retrieval.top_k)
+            try:
+                with observability.timed("retrieval"):
+                    found, shown = await retrieve_for_prompt(
+                        self.knowledge, question, scope, settings.retrieval.top_k
+                    )
+            except Exception as exc:  # the retrieval boundary: answer without context, and say so
+                log.warning("knowledge base search failed (trace %s): %s", trace_id, exc, exc_info=True)
+                kb_error = f"{type(exc).__name__}: {exc}"[:300]
         client = self.router.client(profile_name) if profile_name else None
         profile = self.router.profiles.get(profile_name) if profile_name else None
         trace: dict[str, Any] = {
@@ -137,9 +196,11 @@ class Engine:
             "chunk_ids": [p.chunk_id for p in found.passages],
             "created_at": time.time(),
         }
+        if kb_error is not None:
+            trace["retrieval_error"] = kb_error
 
-        empty_kb = rag and found.empty and await self.knowledge.count(list(channel.kbs)) == 0
-        turn = _Turn(msg, trace, trace_id, started, shown, empty_kb)
+        empty_kb = rag and kb_error is None and found.empty and await self._kb_empty(channel.kbs)
+        turn = _Turn(msg, trace, trace_id, started, shown, empty_kb, kb_down=kb_error is not None)
         if client is None or profile is None:
             reason = "no model is configured" if profile is None else f"profile `{profile_name}` has no endpoint"
             async for event in self._without_model(turn, rag, reason):
@@ -151,10 +212,17 @@ class Engine:
             question=question,
             passages=turn.passages,
             history=history_within(history, settings.history_token_budget),
-            rag=rag,
+            rag=rag and not turn.kb_down,  # no documents at all: the model is told so, not "nothing matched"
         )
         async for event in self._with_model(turn, client, messages):
             yield event
+
+    async def _kb_empty(self, kbs: tuple[str, ...]) -> bool:
+        try:
+            return await self.knowledge.count(list(kbs)) == 0
+        except Exception as exc:  # only decides a note; the search itself worked
+            log.warning("knowledge base count failed: %s", exc)
+            return False
 
     def _arm(self, channel: ChannelSettings, conversation_key: str, history: list[Turn]) -> Arm | None:
         """The experiment arm answering this conversation, if any; an arm whose profile is gone is skipped."""
@@ -170,6 +238,12 @@ class Engine:
                 turn.passages, reason, turn.trace["question"], language=self.settings.retrieval.language
             )
             kind: AnswerKind = "retrieval_only"
+        elif turn.kb_down:
+            text = (
+                f"The knowledge base could not be searched just now and {reason}, so I have nothing to "
+                "answer from. Please try again in a moment."
+            )
+            kind = "error"
         elif not rag:
             text = (
                 f"Retrieval is off in this channel and {reason}, so I have nothing to answer from. "
@@ -189,8 +263,10 @@ class Engine:
         pieces: list[str] = []
         usage: Usage | None = None
         kind: AnswerKind = "answer"
+        deadline = client.deadline(self.settings.answer_deadline_seconds)
         try:
-            async for item in client.stream(messages):
+            stream = client.stream(messages, deadline=deadline)
+            async for item in observability.model_stream(stream, turn.trace["profile"]):
                 if isinstance(item, Usage):
                     usage = item
                 else:
@@ -199,6 +275,7 @@ class Engine:
         except ModelError as exc:
             log.warning("model call failed (trace %s, profile %s): %s", turn.trace_id, turn.trace["profile"], exc)
             turn.trace["error"] = str(exc)
+            turn.trace["model_tries"] = exc.tries
             if not pieces and turn.passages:
                 async for event in self._without_model(turn, True, f"the model failed: {exc}"):
                     yield event
@@ -213,6 +290,9 @@ class Engine:
             kind = "error"
         if turn.empty_kb:
             pieces.append(f"\n\n({EMPTY_KB})")
+            yield TextDelta(pieces[-1])
+        if turn.kb_down:
+            pieces.append(f"\n\n({KB_DOWN})")
             yield TextDelta(pieces[-1])
         answer = "".join(pieces)
         yield await self._finish(turn, answer, kind, cited(citations, answer), usage)
@@ -229,6 +309,7 @@ class Engine:
             )
         wait = await self._rate_limited(msg)
         if wait:
+            observability.rate_limited(msg.platform)
             return f"You're asking faster than I'm allowed to answer here. Please try again in {wait} s."
         return None
 
@@ -298,6 +379,7 @@ class _Turn:
     started: float
     passages: tuple[Passage, ...]
     empty_kb: bool
+    kb_down: bool = False  # the knowledge base search failed: no documents, and the reply says so
 
 
 def _citation_record(citation: Citation) -> dict[str, Any]:

@@ -7,10 +7,16 @@ request-body conversion; both measured as the largest CPU costs of an answer (RE
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+import math
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx2
 import openai
@@ -27,65 +33,208 @@ log = logging.getLogger(__name__)
 _NO_KEY = "not-needed"
 
 
+BACKOFF_BASE_SECONDS = 0.5
+BACKOFF_CAP_SECONDS = 8.0
+_RETRY_STATUSES = frozenset({408, 409, 429})
+T = TypeVar("T")
+
+
 class ModelError(Exception):
-    """A model call failed after its retries; ``str()`` is short, true and safe to show a user."""
+    """A model call failed after its retries; ``str()`` is short, true and safe to show a user.
+
+    ``tries``: how many requests were made.
+    """
+
+    def __init__(self, message: str, *, tries: int = 1) -> None:
+        super().__init__(message)
+        self.tries = tries
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    """The time one answer's model call has, every try and back-off included."""
+
+    seconds: float
+    at: float
+    clock: Callable[[], float] = time.monotonic
+
+    @classmethod
+    def start(cls, seconds: float, clock: Callable[[], float] = time.monotonic) -> Deadline:
+        return cls(seconds, clock() + seconds, clock)
+
+    def remaining(self) -> float:
+        return self.at - self.clock()
+
+
+class _TryTimeout(Exception):
+    """One wait of a try ran out: its own timeout, or (``by_deadline``) the answer's deadline."""
+
+    def __init__(self, by_deadline: bool) -> None:
+        super().__init__("deadline" if by_deadline else "timeout")
+        self.by_deadline = by_deadline
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    reason: str  # short, true, for the user
+    retryable: bool
+    timeout: bool = False
+    deadline: bool = False
+    retry_after: float | None = None
 
 
 class ModelClient:
-    """A reusable async client for one profile's endpoint."""
+    """A reusable async client for one profile's endpoint.
 
-    def __init__(self, profile: ModelProfile, *, timeout_seconds: float, max_retries: int) -> None:
+    Each try waits at most ``timeout_seconds`` for the endpoint (to answer, and between two pieces of
+    the stream); a call retries at most ``max_retries`` times, with jittered exponential back-off (or
+    the server's ``Retry-After``), and all of it within one :class:`Deadline` (the caller's, else
+    ``deadline_seconds``; the engine passes ``answer_deadline_seconds``). The SDK's own retries are
+    off: they would not respect it.
+    ``clock``, ``sleep`` and ``jitter`` (a uniform draw in [0, 1)) are injectable for tests.
+    """
+
+    def __init__(
+        self,
+        profile: ModelProfile,
+        *,
+        timeout_seconds: float,
+        max_retries: int,
+        deadline_seconds: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
         self.profile = profile
         self.timeout_seconds = timeout_seconds
+        self.max_retries = max_retries
+        self.deadline_seconds = deadline_seconds
+        self.clock = clock
+        self._sleep = sleep
+        self._jitter = jitter
         self._ask_usage = True
         key = profile.api_key.get_secret_value() if profile.api_key else _NO_KEY
         self._client = openai.AsyncOpenAI(
             api_key=key,
             base_url=profile.base_url,
-            timeout=timeout_seconds,
-            max_retries=max_retries,
+            timeout=timeout_seconds + 1.0,  # our own per-try timeout ends a wait first, and names it
+            max_retries=0,
         )
 
     async def aclose(self) -> None:
         await self._client.close()
 
-    async def stream(self, messages: Sequence[Mapping[str, str]]) -> AsyncIterator[str | Usage]:
+    def deadline(self, seconds: float | None = None) -> Deadline:
+        """A deadline starting now on this client's clock: ``seconds``, else ``deadline_seconds``, else none
+        (only the tries' own timeouts bound the call)."""
+        chosen = seconds if seconds is not None else self.deadline_seconds
+        return Deadline.start(math.inf if chosen is None else chosen, self.clock)
+
+    def backoff(self, tries: int, retry_after: float | None = None) -> float:
+        """Seconds to wait after ``tries`` failed tries: the server's ``Retry-After`` when it sent one,
+        else exponential (base 0.5 s, cap 8 s) with equal jitter (half fixed, half random)."""
+        if retry_after is not None:
+            return max(0.0, retry_after)
+        step = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2.0 ** (tries - 1))
+        return step / 2 + self._jitter() * step / 2
+
+    async def stream(
+        self, messages: Sequence[Mapping[str, str]], *, deadline: Deadline | None = None
+    ) -> AsyncIterator[str | Usage]:
         """Yield text pieces in order, then a :class:`Usage` if the endpoint reports one.
 
+        Failures before any piece (429, 5xx, timeouts, a lost connection) are tried again within the
+        deadline; once text has been yielded nothing is retried (it would repeat itself). Raises
+        :class:`ModelError` with a true, short reason.
+
         Endpoints that reject ``stream_options`` (some older OpenAI-compatible servers answer 400)
-        are asked again without it, once, and this client remembers. An endpoint that answers a
-        whole JSON completion instead of an event stream is read as one piece.
+        are asked again without it, once, and this client remembers (not counted as a retry). An
+        endpoint that answers a whole JSON completion instead of an event stream is read as one piece.
         """
+        deadline = deadline or self.deadline()
         params: dict[str, Any] = {}
         if self.profile.temperature is not None:
             params["temperature"] = self.profile.temperature
         if self.profile.max_tokens is not None:
             params["max_tokens"] = self.profile.max_tokens
+        tries = 0
+        all_timeouts = True
+        while True:
+            tries += 1
+            streamed = False
+            try:
+                async for item in self._try(messages, params, deadline):
+                    streamed = True
+                    yield item
+                return
+            except ModelError as exc:
+                exc.tries = tries
+                raise
+            except (_TryTimeout, openai.APIError, httpx2.HTTPError, TimeoutError) as exc:
+                if self._usage_refused(exc):
+                    tries -= 1
+                    continue
+                failure = self._failure(exc, deadline, streamed)
+            all_timeouts = all_timeouts and failure.timeout
+            last = not failure.retryable or tries > self.max_retries
+            delay = 0.0 if last else self.backoff(tries, failure.retry_after)
+            if last or delay >= deadline.remaining():
+                raise ModelError(self._message(failure, tries, all_timeouts), tries=tries)
+            log.info("%s: try %d failed (%s); retrying in %.2f s", self.profile.model, tries, failure.reason, delay)
+            await self._sleep(delay)
+
+    def _usage_refused(self, exc: Exception) -> bool:
+        """The endpoint refused ``stream_options``: ask again without it (remembered)."""
+        if not (isinstance(exc, openai.APIStatusError) and self._ask_usage):
+            return False
+        if exc.status_code in (400, 422) and _about_usage(exc):
+            log.info("%s rejected stream_options; asking without it", self.profile.model)
+            self._ask_usage = False
+            return True
+        return False
+
+    def _failure(self, exc: Exception, deadline: Deadline, streamed: bool) -> _Failure:
+        timed_out = isinstance(exc, (_TryTimeout, TimeoutError, openai.APITimeoutError, httpx2.TimeoutException))
+        if (isinstance(exc, _TryTimeout) and exc.by_deadline) or (timed_out and deadline.remaining() <= 0):
+            verb = "finish" if streamed else "answer"
+            return _Failure(
+                f"the model did not {verb} within {deadline.seconds:g} s", retryable=False, timeout=True, deadline=True
+            )
+        if timed_out:
+            if streamed:
+                return _Failure(f"the model stopped answering for {self.timeout_seconds:g} s", retryable=False)
+            return _Failure(f"the model did not answer within {self.timeout_seconds:g} s", True, timeout=True)
+        if isinstance(exc, openai.APIStatusError):
+            code = exc.status_code
+            retryable = code in _RETRY_STATUSES or code >= 500
+            return _Failure(
+                f"the model endpoint answered HTTP {code}", retryable, retry_after=_retry_after(exc.response.headers)
+            )
+        if isinstance(exc, openai.APIConnectionError) and not streamed:
+            return _Failure("the model endpoint could not be reached", retryable=True)
+        # the connection broke: before any text it is tried again, after some it is an answer cut short
+        return _Failure("the connection to the model broke mid-answer", retryable=not streamed)
+
+    def _message(self, failure: _Failure, tries: int, all_timeouts: bool) -> str:
+        if failure.deadline:
+            return failure.reason if tries == 1 else f"{failure.reason} ({tries} tries)"
+        if tries == 1:
+            return failure.reason
+        if all_timeouts:
+            return f"the model did not answer within {self.timeout_seconds:g} s on any of {tries} tries"
+        return f"{failure.reason} (failed after {tries} tries)"
+
+    async def _bounded(self, call: Callable[[], Awaitable[T]], deadline: Deadline) -> T:
+        """``call()`` awaited for at most this try's timeout and the deadline's remaining time."""
+        remaining = deadline.remaining()
+        if remaining <= 0:
+            raise _TryTimeout(by_deadline=True)
+        limit = min(self.timeout_seconds, remaining)
         try:
-            while True:
-                if self._ask_usage:
-                    params["stream_options"] = {"include_usage": True}
-                else:
-                    params.pop("stream_options", None)
-                try:
-                    async for item in self._request(messages, params):
-                        yield item
-                    return
-                except openai.APIStatusError as exc:
-                    if not (self._ask_usage and exc.status_code in (400, 422) and _about_usage(exc)):
-                        raise
-                    log.info("%s rejected stream_options; asking without it", self.profile.model)
-                    self._ask_usage = False
-        except openai.APITimeoutError as exc:
-            raise ModelError(f"the model did not answer within {self.timeout_seconds:g} s") from exc
-        except openai.APIStatusError as exc:
-            raise ModelError(f"the model endpoint answered HTTP {exc.status_code}") from exc
-        except openai.APIConnectionError as exc:
-            raise ModelError("the model endpoint could not be reached") from exc
-        except httpx2.TimeoutException as exc:
-            raise ModelError(f"the model stopped answering for {self.timeout_seconds:g} s") from exc
-        except (httpx2.HTTPError, openai.APIError) as exc:
-            raise ModelError("the connection to the model broke mid-answer") from exc
+            async with asyncio.timeout(limit):
+                return await call()
+        except TimeoutError as exc:
+            raise _TryTimeout(by_deadline=limit < self.timeout_seconds) from exc
 
     async def complete(self, messages: Sequence[Mapping[str, str]]) -> tuple[str, Usage]:
         """The whole answer and its usage (zeros when the endpoint reports none); :meth:`stream` collected."""
@@ -98,23 +247,44 @@ class ModelClient:
                 pieces.append(item)
         return "".join(pieces), usage
 
-    async def _request(
-        self, messages: Sequence[Mapping[str, str]], params: dict[str, Any]
+    async def _try(
+        self, messages: Sequence[Mapping[str, str]], params: dict[str, Any], deadline: Deadline
     ) -> AsyncIterator[str | Usage]:
-        async with self._client.chat.completions.with_streaming_response.create(
-            model=self.profile.model,
-            messages=[],
-            stream=True,
-            extra_body={"messages": list(messages)},
-            **params,
-        ) as response:
+        if self._ask_usage:
+            params["stream_options"] = {"include_usage": True}
+        else:
+            params.pop("stream_options", None)
+        async with contextlib.AsyncExitStack() as stack:
+
+            def opening() -> Awaitable[Any]:  # made only when time is left, so never left un-awaited
+                request = self._client.chat.completions.with_streaming_response.create(
+                    model=self.profile.model,
+                    messages=[],
+                    stream=True,
+                    extra_body={"messages": list(messages)},
+                    **params,
+                )
+                return stack.enter_async_context(request)
+
+            response = await self._bounded(opening, deadline)
             if "json" in response.headers.get("content-type", ""):
-                for item in _parse_completion(await response.read()):
+                for item in _parse_completion(await self._bounded(response.read, deadline)):
                     yield item
                 return
-            async for line in response.iter_lines():
+            lines = aiter(response.iter_lines())
+            while (line := await self._bounded(lambda: anext(lines, None), deadline)) is not None:
                 for item in _parse_sse_line(line):
                     yield item
+
+
+def _retry_after(headers: httpx2.Headers) -> float | None:
+    """The server's ``retry-after-ms`` or ``retry-after`` (seconds), if it sent a usable one."""
+    with contextlib.suppress(ValueError, TypeError):
+        if (ms := headers.get("retry-after-ms")) is not None:
+            return float(ms) / 1000
+        if (seconds := headers.get("retry-after")) is not None:
+            return float(seconds)
+    return None
 
 
 def _about_usage(exc: openai.APIStatusError) -> bool:
@@ -184,13 +354,19 @@ class ModelRouter:
     """
 
     def __init__(
-        self, profiles: Mapping[str, ModelProfile], *, timeout_seconds: float, max_retries: int
+        self,
+        profiles: Mapping[str, ModelProfile],
+        *,
+        timeout_seconds: float,
+        max_retries: int,
+        deadline_seconds: float | None = None,
     ) -> None:
         self.static = dict(profiles)
         self.profiles = dict(profiles)
         self.registered: dict[str, ProfileOrigin] = {}  # profiles registered at run time, with their origin
         self._timeout = timeout_seconds
         self._retries = max_retries
+        self._deadline = deadline_seconds
         self._clients: dict[str, ModelClient] = {}
         self._closing: list[ModelClient] = []  # replaced clients, closed with the router
 
@@ -214,7 +390,12 @@ class ModelRouter:
             return None
         client = self._clients.get(name)
         if client is None:
-            client = ModelClient(self.profiles[name], timeout_seconds=self._timeout, max_retries=self._retries)
+            client = ModelClient(
+                self.profiles[name],
+                timeout_seconds=self._timeout,
+                max_retries=self._retries,
+                deadline_seconds=self._deadline,
+            )
             self._clients[name] = client
         return client
 

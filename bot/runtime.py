@@ -2,19 +2,79 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 
 from bot.engine import Engine
 from bot.model_client import ModelRouter
-from bot.settings import Settings
-from bot.state import StateStore, connect_redis
+from bot.settings import ConfigError, Settings, mask_url_password
+from bot.state import StateStore, connect_redis, probe_client
 from retrieval.api import KnowledgeBase
 from retrieval.errors import RetrievalError
 from retrieval.factory import RetrievalService, open_knowledge_base
 from retrieval.handoff import IngestHandoffServer, socket_path
 
 log = logging.getLogger(__name__)
+
+STARTUP_TIMEOUT_SECONDS = 3.0
+"""How long the start-up check waits for Redis: no retries, so a wrong REDIS_URL fails in seconds."""
+
+_REDIS_FIX = "Start Redis there, fix REDIS_URL, or unset it for in-process state (lost at exit)."
+
+
+async def check_redis(url: str | None, timeout: float = STARTUP_TIMEOUT_SECONDS) -> None:
+    """Ping ``url`` once with a bounded connect timeout; :class:`ConfigError` naming REDIS_URL if it fails.
+
+    The long-lived client (:func:`bot.state.connect_redis`) retries with backoff so a Redis restart
+    costs a short wait; at start-up nothing was working yet, so a failure is the setting's fault.
+    """
+    if url is None:
+        return
+    from redis.exceptions import AuthenticationError, RedisError, ResponseError
+
+    shown = f"REDIS_URL={mask_url_password(url)}"
+    try:
+        client = probe_client(url, timeout)  # a cluster URL: its node; a Sentinel URL: the master they name
+    except (ValueError, TypeError) as exc:  # a port or database that is not a number, an unknown option
+        raise ConfigError(
+            f"{shown} is not a valid Redis URL ({exc}). Fix REDIS_URL: redis://[:password@]host:6379/0."
+        ) from None
+    try:
+        await asyncio.wait_for(client.ping(), timeout + 1)
+    except AuthenticationError as exc:
+        raise ConfigError(
+            f"{shown}: Redis refused the credentials ({exc}). Fix the user name or password in REDIS_URL."
+        ) from None
+    except ResponseError as exc:
+        text = str(exc)
+        if "DB index" in text:
+            fix = "Use a database number Redis has (0-15 by default) in REDIS_URL (redis://host:6379/0)."
+        elif any(word in text.upper() for word in ("AUTH", "WRONGPASS", "NOPERM", "PASSWORD")):
+            fix = "Fix the user name or password in REDIS_URL."
+        else:
+            fix = _REDIS_FIX
+        raise ConfigError(f"{shown}: Redis refused the connection ({text}). {fix}") from None
+    except (TimeoutError, RedisError, OSError, ValueError) as exc:
+        reason = str(exc) or type(exc).__name__
+        raise ConfigError(f"{shown}: cannot reach Redis ({reason}). {_REDIS_FIX}") from None
+    finally:
+        with contextlib.suppress(Exception):
+            await client.aclose()
+
+
+def warn_keyless_profiles(settings: Settings) -> list[str]:
+    """One warning per profile with neither a key nor an endpoint (it cannot answer); their names."""
+    keyless = [name for name, p in settings.profiles.items() if p.api_key is None and not p.base_url]
+    for name in keyless:
+        log.warning(
+            "profile %s has no API key and no endpoint, so its answers will fail: set OPENAI_API_KEY, "
+            "api_key_env or base_url in [profiles.%s] of bothbot.toml",
+            name,
+            name,
+        )
+    return keyless
 
 
 @dataclass
@@ -30,6 +90,7 @@ class Runtime:
     async def start(cls, settings: Settings, *, serve_ingest: bool = False) -> Runtime:
         """Open everything; with ``serve_ingest``, a bot process that opened the embedded store also takes
         ``bothbot ingest`` runs handed to it over a local socket (see ``retrieval.handoff``)."""
+        await check_redis(settings.redis_url)  # a wrong REDIS_URL: a named error in seconds, not retries
         redis, in_process = connect_redis(settings.redis_url, f"bothbot:{settings.redis_prefix}")
         state = StateStore(redis, settings.redis_prefix, in_process=in_process)
         try:
@@ -42,6 +103,7 @@ class Runtime:
         except BaseException:
             await state.aclose()
             raise
+        warn_keyless_profiles(settings)
         router = ModelRouter(
             settings.profiles,
             timeout_seconds=settings.model_timeout_seconds,

@@ -14,6 +14,7 @@ platform setting fails there, named, as any other setting does.
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from collections.abc import Mapping
@@ -57,12 +58,24 @@ def url_password(url: str | None) -> str | None:
     """The password inside ``scheme://user:password@host``, if any."""
     if not url or "://" not in url:
         return None
-    return urlsplit(url).password
+    try:
+        return urlsplit(url).password
+    except ValueError:  # a malformed netloc ([ without ]): no password to find
+        return None
 
 
 def mask_url_password(url: str) -> str:
-    password = url_password(url)
-    return url.replace(f":{password}@", ":**********@", 1) if password else url
+    """``url`` with its password as ``**********`` (the raw text of it, percent-encoded or not)."""
+    if not url_password(url):
+        return url
+    scheme, rest = url.split("://", 1)
+    netloc_end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    netloc = rest[:netloc_end]
+    userinfo, at, host = netloc.rpartition("@")
+    user, colon, _ = userinfo.partition(":")
+    if not at or not colon:
+        return url
+    return f"{scheme}://{user}:**********@{host}{rest[netloc_end:]}"
 
 
 def check_url(value: str | None, setting: str, schemes: tuple[str, ...]) -> str | None:
@@ -231,7 +244,9 @@ class Settings(SettingsBase):
     redis_url: str | None = Field(
         default=None,
         validation_alias=env_alias("REDIS_URL"),
-        description="redis://… for any real deployment; unset = in-process state (lost at exit).",
+        description="redis://… for any real deployment (redis+cluster://node:port for a Redis Cluster, "
+        "redis+sentinel://sentinel:26379/SERVICE for Sentinel); "
+        "unset = in-process state (lost at exit).",
     )
     redis_prefix: str = Field(default="bothbot", min_length=1, description="Prefix of every Redis key.")
     qdrant_url: str | None = Field(
@@ -258,6 +273,10 @@ class Settings(SettingsBase):
     )
     model_timeout_seconds: float = Field(default=30.0, gt=0, le=600, description="Per model request.")
     model_max_retries: int = Field(default=2, ge=0, le=10, description="Retries on 429/5xx/timeouts.")
+    answer_deadline_seconds: float = Field(
+        default=45.0, gt=0, le=600,
+        description="Total time one answer's model call may take, every retry included; then the user is told.",
+    )
     tune_poll_seconds: float = Field(
         default=10.0, gt=0, le=600,
         description="How often `bothbot tune follow` asks a hosted fine-tuning API about a job (openai backend).",
@@ -271,12 +290,27 @@ class Settings(SettingsBase):
     history_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60, description="A thread idle this long is forgotten.")
     trace_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=60, description="How long answer traces are kept.")
     dedup_ttl_seconds: int = Field(default=3600, ge=10, description="How long an event id is remembered.")
+    event_lease_seconds: float = Field(
+        default=20.0, ge=0.5, le=300,
+        description="An event being answered is claimed this long, renewed while the answer runs; "
+        "a replica that dies frees it for the platform's retry when it runs out.",
+    )
     max_question_chars: int = Field(default=12_000, ge=100, description="Longer messages are refused, politely.")
     rate_limit_user: int = Field(default=30, ge=0, description="Questions per user per window (0 = off).")
     rate_limit_channel: int = Field(default=120, ge=0, description="Questions per channel per window (0 = off).")
     rate_limit_window_seconds: int = Field(default=60, ge=1, description="Length of a rate-limit window.")
     audit_max_entries: int = Field(default=10_000, ge=10, description="Audit stream is trimmed to about this.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level (stderr).")
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="Log lines on stderr: text, or json (one object a line: time, level, logger, message, trace_id).",
+    )
+    health_port: int | None = Field(
+        default=None, ge=0, le=65535,
+        description="Port of /healthz, /readyz and /metrics for every platform (Socket Mode, Discord); "
+        "unset = off (Slack HTTP mode serves them on PORT anyway); 0 = any free port (logged).",
+    )
+    health_host: str = Field(default="0.0.0.0", description="Address the health port listens on.")
 
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig, description="Retrieval tuning ([retrieval]).")
 
@@ -286,12 +320,24 @@ class Settings(SettingsBase):
     def _upper_log_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower_log_format(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("health_port", mode="before")
+    @classmethod
+    def _empty_health_port(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("redis_url")
     @classmethod
     def _valid_redis_url(cls, value: str | None) -> str | None:
         if value in (None, "", "memory://"):
             return None
-        return check_url(value, "REDIS_URL", ("redis", "rediss", "unix"))
+        return check_url(value, "REDIS_URL", (
+            "redis", "rediss", "unix", "redis+cluster", "rediss+cluster", "redis+sentinel", "rediss+sentinel"
+        ))
 
     @field_validator("qdrant_url")
     @classmethod
@@ -393,6 +439,32 @@ class Settings(SettingsBase):
                     continue
                 raise ConfigError(f"invalid settings:\n  channels.{key}.{name}: {problem}")
 
+    def check_toml_keys(self, platforms: Mapping[str, type[PlatformSettings]]) -> None:
+        """Every top-level key of ``bothbot.toml`` is a setting of the core or of a registered platform.
+
+        The composition root calls this at start-up, so a typo (``defualt_profile``) fails there,
+        named, with the closest known key, instead of being ignored.
+        """
+        if not self.config_file:
+            return
+        path = Path(self.config_file)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+            return  # the source reported it already, or the file went away since
+        known = set(_field_names(type(self)))
+        for model in platforms.values():
+            known.update(_field_names(model))
+        unknown = sorted(key for key in data if key not in known)
+        if not unknown:
+            return
+        lines = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]!r}?" if close else "remove it or check the README's settings table"
+            lines.append(f"{key}: not a setting ({hint})")
+        raise ConfigError(f"{path}: unknown key(s):\n  " + "\n  ".join(lines))
+
     @property
     def platforms(self) -> tuple[PlatformSettings, ...]:
         """The platform blocks validated so far (the composition root validates every registered one)."""
@@ -407,9 +479,21 @@ class Settings(SettingsBase):
             *(p.api_key for p in self.profiles.values()),
         ]
         values = [s.get_secret_value() for s in secrets if s is not None and s.get_secret_value()]
-        passwords = (url_password(u) for u in (self.redis_url, self.qdrant_url, self.openai_base_url))
+        urls = [self.redis_url, self.qdrant_url, self.openai_base_url, *(p.base_url for p in self.profiles.values())]
+        passwords = dict.fromkeys(url_password(u) for u in urls)
         platforms = [value for block in self._platforms.values() for value in block.secret_values()]
         return values + [p for p in passwords if p] + platforms
+
+
+def _field_names(model: type[BaseSettings]) -> list[str]:
+    """The names a settings model reads from ``bothbot.toml``: its fields (and their lower-case aliases)."""
+    names: list[str] = []
+    for name, info in model.model_fields.items():
+        names.append(name)
+        alias = info.validation_alias
+        if isinstance(alias, AliasChoices):
+            names.extend(a for a in alias.choices if isinstance(a, str) and a.islower())
+    return names
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -8,12 +8,25 @@ store's filter.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 PUBLIC_SCOPE = "public"
 DEFAULT_KB = "default"
+KB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+"""The one rule for knowledge base names, shared by ``bothbot ingest --kb`` and the ``kb`` command."""
+
+
+def kb_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a knowledge base name, or None when it can."""
+    if KB_NAME.fullmatch(name):
+        return None
+    return (
+        f"{name!r} is not a valid knowledge base name: use 1-64 letters, digits, '_', '.' or '-', "
+        "starting with a letter or digit (e.g. docs or team-handbook)"
+    )
 
 
 @dataclass(frozen=True, slots=True)

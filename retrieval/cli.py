@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from retrieval.api import DEFAULT_KB
+from retrieval.api import DEFAULT_KB, kb_name_problem
 from retrieval.config import RetrievalEnvironment
 from retrieval.errors import RetrievalError, StoreLockedError
 from retrieval.evaluate import evaluate, format_rows, load_beir, load_pubmedqa, load_questions
@@ -126,6 +126,14 @@ async def ingest_handler(args: argparse.Namespace, env: RetrievalEnvironment) ->
         scope = parse_scope(args.scope)
     except ScopeError as exc:
         _err(f"bothbot ingest: {exc}")
+        return EXIT_USAGE
+    problem = kb_name_problem(args.kb)
+    if problem is not None:
+        _err(f"bothbot ingest: --kb {problem}.")
+        return EXIT_USAGE
+    missing = [p for p in args.paths if not p.exists() and not p.is_symlink()]  # a bad link: skipped, named
+    if missing:
+        _err(f"bothbot ingest: {missing[0]}: no such file or directory. Give an existing file or folder.")
         return EXIT_USAGE
     wait = env.config.lock_wait_seconds if args.wait is None else args.wait
     progress = sys.stderr.isatty() if args.progress is None else bool(args.progress)

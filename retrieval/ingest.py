@@ -41,7 +41,7 @@ from retrieval.api import PUBLIC_SCOPE
 from retrieval.config import RetrievalConfig
 from retrieval.documents import Document, LoadFailure
 from retrieval.embeddings import Embedder
-from retrieval.loaders import LoadOptions, iter_documents
+from retrieval.loaders import LoadOptions, iter_documents, safe_resolve
 from retrieval.prepare import PreparedBatch, PreparedDoc, PrepareSettings, document_hash, prepare_batch
 from retrieval.sparse import Bm25Encoder, SparseVec
 from retrieval.store.protocol import NO_DENSE, ChunkState, StoredPoint, VectorStore
@@ -136,7 +136,7 @@ class Ingester:
         progress: bool = False,
         on_document: Callable[[int], None] | None = None,
     ) -> IngestReport:
-        roots = [p.resolve().name or str(p.resolve()) for p in paths]
+        roots = [safe_resolve(p).name or str(safe_resolve(p)) for p in paths]
         items = _threaded(_located(paths, options))
         return await self.ingest(
             items,
@@ -269,7 +269,7 @@ class Ingester:
 def _located(paths: Sequence[Path], options: LoadOptions | None) -> Iterator[Document | LoadFailure]:
     """Documents of each path, each with the resolved path of the file it came from."""
     for path in paths:
-        resolved = path.resolve()
+        resolved = safe_resolve(path)
         # a folder's documents are named "<folder name>/<relative path>", a file's "<file name>"
         prefix = (resolved.name or str(resolved)) + "/" if path.is_dir() else path.name
         base = resolved.as_posix() + "/" if path.is_dir() else resolved.as_posix()
@@ -439,7 +439,9 @@ class _Run:
 
     async def _absorb(self, batch: PreparedBatch) -> None:
         self.report.chunks_unchanged += batch.unchanged_chunks
-        self.report.documents_changed += len(batch.docs)
+        # A document with no chunks now and none stored (an empty file) changes nothing in the store:
+        # it is not "new or changed", or it would be on every run (nothing stored records its hash).
+        self.report.documents_changed += sum(1 for d in batch.docs if d.ids or self.stored.get(d.source))
         self.pending.extend(batch.docs)
         self.pending_chunks += sum(len(d.ids) for d in batch.docs)
         if self.pending_chunks >= _BATCH_CHUNKS and (

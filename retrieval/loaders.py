@@ -6,6 +6,7 @@ becomes a ``LoadFailure`` naming the file and the reason; the others still load.
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import json
 import os
@@ -49,14 +50,34 @@ class LoadError(Exception):
     """A file could not be turned into documents; the message is the reason."""
 
 
+def safe_resolve(path: Path) -> Path:
+    """``path.resolve()``, or the absolute path unresolved where a symbolic link loops."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError):  # Python 3.11 raises RuntimeError on a symlink loop, 3.13 OSError
+        return Path(os.path.abspath(path))
+
+
+def missing_reason(path: Path) -> str:
+    """Why ``path`` (that does not exist) cannot be read: a loop, a dangling link, or nothing there."""
+    if path.is_symlink():
+        try:
+            path.resolve(strict=True)
+        except (RuntimeError, OSError) as exc:
+            if isinstance(exc, RuntimeError) or getattr(exc, "errno", None) == errno.ELOOP:
+                return "symbolic link loop"
+        return "broken symbolic link (its target does not exist)"
+    return "no such file or directory"
+
+
 def iter_documents(paths: Sequence[Path], options: LoadOptions | None = None) -> Iterator[Document | LoadFailure]:
     """Documents of every path (files, folders recursively, Slack export folders), in a stable order."""
     opts = options or LoadOptions()
     for path in paths:
         if not path.exists():
-            yield LoadFailure(str(path), "no such file or directory", path.resolve().name or None)
+            yield LoadFailure(str(path), missing_reason(path), safe_resolve(path).name or None)
             continue
-        origin = path.resolve().name or str(path.resolve())
+        origin = safe_resolve(path).name or str(safe_resolve(path))
         if path.is_dir():
             yield from _iter_folder(path, origin, opts)
         else:
@@ -120,7 +141,8 @@ def load_file(path: Path, source: str, origin: str, opts: LoadOptions) -> Iterat
     except LoadError as exc:
         yield LoadFailure(str(path), str(exc), source)
     except OSError as exc:
-        yield LoadFailure(str(path), exc.strerror or str(exc), source)
+        reason = missing_reason(path) if path.is_symlink() and not path.exists() else exc.strerror or str(exc)
+        yield LoadFailure(str(path), reason, source)
 
 
 def _read_text(path: Path) -> str:

@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 
 from bot.cli import main as cli_main
 from bot.settings import Settings, load_settings
+from bot.state import connect_redis
 from tests.fakes.openai_server import FakeOpenAI
 
 TEST_REDIS_URL = os.environ.get("BOTHBOT_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -53,12 +54,18 @@ def redis_prefix() -> str:
 
 
 @pytest.fixture
-async def redis_cleanup(redis_prefix: str) -> AsyncIterator[aioredis.Redis]:
-    client: aioredis.Redis = aioredis.Redis.from_url(TEST_REDIS_URL)
+def redis_url() -> str:
+    """The Redis the state layer is tested on; ``tests/cluster`` overrides it with a 3-node Redis Cluster."""
+    return TEST_REDIS_URL
+
+
+@pytest.fixture
+async def redis_cleanup(redis_prefix: str, redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    client, _ = connect_redis(redis_url, "bothbot-tests")
     try:
         await client.ping()
     except Exception as exc:  # pragma: no cover - environment problem, say so clearly
-        pytest.fail(f"tests need a real Redis at {TEST_REDIS_URL}: {exc}")
+        pytest.fail(f"tests need a real Redis at {redis_url}: {exc}")
     yield client
     keys = [key async for key in client.scan_iter(match=f"{redis_prefix}:*", count=500)]
     if keys:
@@ -68,13 +75,13 @@ async def redis_cleanup(redis_prefix: str) -> AsyncIterator[aioredis.Redis]:
 
 @pytest.fixture
 def make_settings(
-    redis_prefix: str, tmp_path: Path, redis_cleanup: aioredis.Redis
+    redis_prefix: str, tmp_path: Path, redis_cleanup: aioredis.Redis, redis_url: str
 ) -> MakeSettings:
     """Settings on the real test Redis, a unique key prefix, and a data dir under tmp_path."""
 
     def build(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
-            "redis_url": TEST_REDIS_URL,
+            "redis_url": redis_url,
             "redis_prefix": redis_prefix,
             "data_dir": tmp_path / "data",
         }

@@ -40,13 +40,16 @@ def to_message(line: str, *, channel: str, user: str) -> IncomingMessage:
 async def read_lines(stdin: TextIO) -> AsyncIterator[str]:
     """Lines from ``stdin`` without blocking the loop; a daemon thread reads, so Ctrl-C never waits on it."""
     loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[str] = asyncio.Queue(maxsize=64)
+    queue: asyncio.Queue[str] = asyncio.Queue()
+    room = threading.Semaphore(64)  # lines read ahead at most
+    # (plain callbacks, not coroutines: a loop that closes with one pending, after `| head`, warns of nothing)
 
     def reader() -> None:
         while True:
             line = stdin.readline()
+            room.acquire()
             try:
-                asyncio.run_coroutine_threadsafe(queue.put(line), loop).result()
+                loop.call_soon_threadsafe(queue.put_nowait, line)
             except RuntimeError:  # the loop has closed: the chat is over
                 return
             if not line:
@@ -54,6 +57,7 @@ async def read_lines(stdin: TextIO) -> AsyncIterator[str]:
 
     threading.Thread(target=reader, name="bothbot-stdin", daemon=True).start()
     while line := await queue.get():
+        room.release()
         yield line
 
 
@@ -91,6 +95,8 @@ async def run_chat(
             stdout.write("bothbot> ")
         try:
             await render_reply(engine.handle(msg), stdout, stderr if interactive else None)
+        except BrokenPipeError:  # the reader left (`bothbot chat | head`): nobody to answer; the CLI exits
+            raise
         except Exception as exc:  # the adapter boundary: log it whole, tell the user briefly and go on
             log.exception("answering %s failed", msg.event_id)
             stdout.write(f"\nSorry, that failed ({type(exc).__name__}); the details are in the log.\n\n")

@@ -20,6 +20,7 @@ import contextlib
 import logging
 from typing import Any
 
+import aiohttp
 import discord
 import discord.webhook.async_
 import yarl
@@ -35,6 +36,7 @@ from adapters.discord.memory import ConversationMemory
 from adapters.discord.settings import DiscordSettings
 from adapters.discord.specs import DISCORD_SPECS
 from adapters.serve import serve
+from bot import observability
 from bot.settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
@@ -185,6 +187,7 @@ def build_client(runtime: RuntimePort, settings: Settings | None = None) -> disc
         chunk_guilds_at_startup=False,
         member_cache_flags=discord.MemberCacheFlags.none(),
         allowed_mentions=discord.AllowedMentions.none(),
+        http_trace=observability.api_trace("discord"),  # REST calls and their 429s, in the metrics
         **shards,
     )
     client.bothbot_compat = discord_settings.discord_compat
@@ -258,6 +261,23 @@ async def serve_discord(client: discord.Client, token: str) -> None:
         raise ConfigError(
             "Discord refused the message-content intent. Enable MESSAGE CONTENT INTENT for the bot in the "
             "developer portal (Bot → Privileged Gateway Intents), or set BOTHBOT_DISCORD_MESSAGE_CONTENT=false."
+        ) from None
+    except discord.GatewayNotFound as exc:
+        raise ConfigError(
+            f"cannot find the Discord gateway ({exc}). Check DISCORD_GATEWAY_URL (unset: the URL "
+            "{DISCORD_API_URL}/gateway returns)."
+        ) from None
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:  # no server there: refused, no route, DNS
+        raise ConfigError(
+            f"cannot reach the Discord API at {Route.BASE} ({exc or type(exc).__name__}). "
+            "Check DISCORD_API_URL (unset: https://discord.com/api) and the network."
+        ) from None
+    except discord.HTTPException as exc:
+        if client.is_ready():  # once running, the library's own errors are not a start-up problem
+            raise
+        raise ConfigError(
+            f"the Discord API at {Route.BASE} refused the login ({exc.status} {exc.text or exc}). "
+            "Check DISCORD_API_URL and DISCORD_TOKEN."
         ) from None
     finally:
         if not client.is_closed():

@@ -50,6 +50,7 @@ _THREAD_ERRORS: tuple[type[Exception], ...] = (*SEND_ERRORS, KeyError, TypeError
 ACK_WITHIN = 1.0
 """Seconds the de-duplication claim may take before an interaction is acknowledged regardless."""
 UNKNOWN_COMMAND = "I don't know that command (Discord may still show an old version). Try `/bothbot help`."
+UNKNOWN_BUTTON = "That button is not one I can act on, so nothing was recorded."
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,7 +352,12 @@ class DiscordAdapter:
         data: Mapping[str, Any] = interaction.data or {}
         custom_id = str(data.get("custom_id", ""))
         parsed = parse_feedback_custom_id(custom_id)
-        if parsed is None:
+        if parsed is None:  # not a button of ours, or a forged one: say so rather than leave it spinning
+            log.info("refused component interaction %s with an unknown custom id", interaction.id)
+            try:
+                await interaction.response.send_message(UNKNOWN_BUTTON, ephemeral=True)
+            except SEND_ERRORS as exc:
+                log.warning("could not answer interaction %s: %s", interaction.id, exc)
             return
         value, trace_id = parsed
         try:

@@ -9,28 +9,33 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
+import traceback
 from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
 from typing import Any
 
-import aiohttp
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.authorization.async_authorize import AsyncAuthorize
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.base import RuntimePort
 from adapters.common.inflight import InFlight
 from adapters.common.memory import ThreadRegistry
-from adapters.slack.client import SlackCredentials, fetch_identity, make_web_client
+from adapters.slack.client import SlackCredentials, api_session, fetch_identity, make_web_client
 from adapters.slack.commands import SlackInteractions
 from adapters.slack.convert import FEEDBACK_ACTION_PREFIX, BotIdentity, classify_event
 from adapters.slack.directory import AdminDirectory
 from adapters.slack.render import SlackReplyRenderer, StreamSupport
 from adapters.slack.settings import SlackSettings
 from adapters.slack.sinks import ReplyTarget
+from bot import messages as core_messages
 from bot.messages import FinalAnswer, IncomingMessage
 from bot.settings import Settings
 
@@ -92,6 +97,45 @@ def _without_token_notices(logger: logging.Logger) -> Iterator[None]:
         logger.removeFilter(notices)
 
 
+_OWN_CODE = tuple(
+    f"{folder}{os.sep}"
+    for folder in (Path(__file__).resolve().parents[1], Path(core_messages.__file__).resolve().parent)
+)
+"""The adapters' and the core's folders: a frame there is our code."""
+
+
+class _OneLineBoltErrors(logging.Filter):
+    """An error inside bolt's own code (its middleware or payload parsing choking on a request of
+    an odd shape, which only a signed request reaches) is logged as one line naming where, not as a
+    traceback; an error that passes through our listeners keeps its traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if error is None:
+            return True
+        frames = traceback.extract_tb(error.__traceback__)
+        if any(str(Path(frame.filename).resolve()).startswith(_OWN_CODE) for frame in frames):
+            return True
+        where = f" at {frames[-1].name} ({Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
+        record.msg, record.args = f"{record.getMessage()}: {type(error).__name__}{where}", None
+        record.exc_info, record.exc_text = None, None
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+_ONE_LINE_BOLT_ERRORS = _OneLineBoltErrors()
+
+
+class QuietApp(AsyncApp):
+    """bolt's ``AsyncApp``, except that a request no listener takes is acknowledged (200) with a
+    debug line, where bolt answers 404 and logs the request's body at WARNING."""
+
+    def _handle_unmatched_requests(self, req: AsyncBoltRequest, resp: BoltResponse) -> BoltResponse:
+        kind = req.body.get("type") if isinstance(req.body, dict) else None
+        log.debug("slack: acknowledged a request nothing handles (type %r)", kind if isinstance(kind, str) else None)
+        return BoltResponse(status=200, body="")
+
+
 # --- the bot ----------------------------------------------------------------------------------
 
 
@@ -110,6 +154,7 @@ class SlackBot:
         self.settings = settings
         self.slack = slack = settings.platform(SlackSettings)
         self.signing_secret = signing_secret or ""
+        self.runtime = runtime
         self.engine = runtime.engine
         state = runtime.state
         self.client = client
@@ -122,14 +167,18 @@ class SlackBot:
         self.threads = ThreadRegistry(state, "slack", settings.history_ttl_seconds)
         self.inflight = InFlight("slack")  # the listeners ack at once; the work runs in these tasks
         bolt_log = logging.getLogger("slack_bolt")
+        bolt_log.addFilter(_ONE_LINE_BOLT_ERRORS)  # its error handlers log through this very logger
         with _without_token_notices(bolt_log):
-            self.app = AsyncApp(
+            self.app = QuietApp(
                 name="bothbot",
                 client=client,
                 signing_secret=signing_secret or "",
                 authorize=KnownBot(client.token or "", identity),
                 process_before_response=False,
                 logger=bolt_log,
+                # HTTP mode checks signatures before bolt (``adapters.slack.signing``): bolt's own
+                # check logs the raw body of every request that fails it. Socket Mode has none.
+                request_verification_enabled=False,
             )
         self.app.event("app_mention")(self._on_event)
         self.app.event("message")(self._on_event)
@@ -244,7 +293,7 @@ async def build_slack_bot(
 ) -> SlackBot:
     """A ready :class:`SlackBot` on a started runtime (calls ``auth.test`` once)."""
     creds = credentials or SlackCredentials.from_settings(settings)
-    session = aiohttp.ClientSession()
+    session = api_session()  # Web API calls and their 429s counted in the metrics
     slack = settings.platform(SlackSettings)
     client = client_factory(creds.bot_token, slack.slack_api_url, session=session, compat=slack.slack_compat)
     try:

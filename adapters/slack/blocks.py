@@ -7,7 +7,7 @@ from typing import Any
 
 from adapters.common.splitter import split_all
 from adapters.slack.convert import FEEDBACK_DOWN, FEEDBACK_UP
-from adapters.slack.mrkdwn import escape, to_mrkdwn
+from adapters.slack.mrkdwn import escape, link, to_mrkdwn
 from bot.messages import Citation, FinalAnswer
 
 SECTION_LIMIT = 3000
@@ -20,8 +20,8 @@ def citation_line(c: Citation) -> str:
     if c.heading and c.heading != title:
         title = f"{title} › {c.heading}"
     label = escape(title).replace("|", "¦")
-    if c.url:
-        return f"[{c.index}] <{escape(c.url)}|{label}>"
+    if c.url:  # a document's URL: a link only with a scheme, never a <!…> or <@…> mention
+        return f"[{c.index}] {link(c.url, title)}"
     source = f" ({escape(c.source)})" if c.source and c.source != title else ""
     return f"[{c.index}] {label}{source}"
 

@@ -17,6 +17,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from adapters.slack.compat import LenientWebClient
 from adapters.slack.convert import BotIdentity
 from adapters.slack.settings import SlackSettings
+from bot import observability
 from bot.settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,12 @@ TOKEN_REJECTED = frozenset(
     }
 )
 """``auth.test`` errors that mean the token itself is wrong (anything else: the method is just missing)."""
+
+
+def api_session() -> aiohttp.ClientSession:
+    """The Web API session: every request (retries included) and every 429 is counted
+    (``bothbot_platform_api_calls`` / ``bothbot_platform_api_rate_limited``, by method)."""
+    return aiohttp.ClientSession(trace_configs=[observability.api_trace("slack")])
 
 
 def make_web_client(

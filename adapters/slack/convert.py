@@ -259,7 +259,7 @@ def malformed(body: object) -> str | None:
     """
     if not isinstance(body, Mapping):
         return "body is not an object"
-    if body.get("type") == "event_callback":
+    if body.get("type") == "event_callback" or "event" in body:
         event = body.get("event")
         if not isinstance(event, dict):
             return "event_callback without an event object"

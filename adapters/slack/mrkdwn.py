@@ -10,7 +10,7 @@ import re
 
 from adapters.common.splitter import split_all, split_head
 
-__all__ = ["escape", "split_all", "split_head", "to_mrkdwn"]
+__all__ = ["escape", "link", "split_all", "split_head", "to_mrkdwn"]
 
 _FENCE = re.compile(r"^\s*```")
 _INLINE_CODE = re.compile(r"(`+)(.+?)\1", re.DOTALL)
@@ -30,12 +30,28 @@ _SLOT = "\ue002"
 
 
 def escape(text: str) -> str:
-    """Slack's three control characters; nothing else is escaped."""
+    """Slack's three control characters; nothing else is escaped.
+
+    The one escaping of text bothbot sends: mrkdwn (:func:`to_mrkdwn`, the edit path) and the
+    Markdown of native streams (``adapters.slack.sinks``) alike, so ``<!channel>``, ``<!here>`` or
+    ``<@U…>`` in a question, a model's answer or an ingested document is shown, never acted on.
+    """
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _link_text(text: str) -> str:
     return escape(text).replace("|", "¦")
+
+
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+def link(url: str, label: str | None = None) -> str:
+    """``<url|label>`` for a URL with a scheme (``https:``, ``mailto:`` …); anything else is shown
+    as text: ``<!channel|…>``, ``<@U1|…>`` or ``<#C1|…>`` would be a mention, not a link."""
+    if not _SCHEME.match(url):
+        return f"{escape(label)} ({escape(url)})" if label and label != url else escape(url)
+    return f"<{escape(url)}|{_link_text(label)}>" if label else f"<{escape(url)}>"
 
 
 def _convert_line(line: str) -> str:
@@ -46,9 +62,9 @@ def _convert_line(line: str) -> str:
         return f"{_SLOT}{len(slots) - 1}{_SLOT}"
 
     line = _INLINE_CODE.sub(lambda m: keep(f"`{escape(m.group(2))}`"), line)
-    line = _IMAGE.sub(lambda m: keep(f"<{escape(m.group(2))}|{_link_text(m.group(1) or m.group(2))}>"), line)
-    line = _LINK.sub(lambda m: keep(f"<{escape(m.group(2))}|{_link_text(m.group(1))}>"), line)
-    line = _AUTOLINK.sub(lambda m: keep(f"<{escape(m.group(1))}>"), line)
+    line = _IMAGE.sub(lambda m: keep(link(m.group(2), m.group(1) or m.group(2))), line)
+    line = _LINK.sub(lambda m: keep(link(m.group(2), m.group(1))), line)
+    line = _AUTOLINK.sub(lambda m: keep(link(m.group(1))), line)
 
     heading = _HEADING.match(line)
     if heading:

@@ -47,6 +47,11 @@ class SlackSettings(PlatformSettings):
     slack_admin_cache_seconds: int = Field(
         default=300, ge=0, description="How long a users.info admin/owner answer is cached in Redis."
     )
+    slack_socket_ping_seconds: float = Field(
+        default=10.0, ge=0.1, le=120.0,
+        description="Socket Mode: ping Slack this often; a connection that goes silent (no pong, no envelope) "
+        "is dropped and reopened within 3× this.",
+    )
     slack_compat: bool = Field(
         default=False,
         description="Tolerate Slack-compatible servers that are not Slack (non-JSON error answers, "

@@ -6,7 +6,9 @@
   throttle interval (time since the last edit); the final edit is always sent.
 
 Both continue an answer that outgrows one message in a new message in the same thread (cut by
-the shared splitter). When to show held-back text is the shared live message's business
+the shared splitter), and both escape the text with the one ``adapters.slack.mrkdwn.escape``, so
+``<!channel>``, ``<!here>`` or ``<@U…>`` in a question or a document never reach Slack as a
+mention. When to show held-back text is the shared live message's business
 (``adapters.common.live``): it calls ``flush`` when the throttle allows; ``append`` only takes
 text (and continues a full message in a new one).
 """
@@ -31,6 +33,11 @@ log = logging.getLogger(__name__)
 
 STREAM_LIMIT = 12_000
 """Characters of Markdown in one natively streamed message (Slack's ``markdown_text`` limit)."""
+
+
+def stream_size(markdown: str) -> int:
+    """Characters ``markdown`` takes in a native stream, once escaped (see :meth:`NativeStreamSink._send`)."""
+    return len(escape(markdown))
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,15 +226,16 @@ class NativeStreamSink:
     async def _send(self, text: str) -> None:
         if self.ts is None:
             raise RuntimeError("NativeStreamSink.start() must run before append")
-        await self.client.chat_appendStream(channel=self.target.channel, ts=self.ts, markdown_text=text)
-        self.streamed += len(text)
+        escaped = escape(text)  # as the edit path does: no <!channel>, <@U…> from a question or a document
+        await self.client.chat_appendStream(channel=self.target.channel, ts=self.ts, markdown_text=escaped)
+        self.streamed += len(escaped)
         self.throttle.mark()
 
     async def append(self, delta: str) -> None:
         self.buffer += delta
-        while self.streamed + len(self.buffer) > self.limit:
+        while self.streamed + stream_size(self.buffer) > self.limit:
             room = self.limit - self.streamed
-            head, rest = split_head(self.buffer, room) if room > 200 else ("", self.buffer)
+            head, rest = split_head(self.buffer, room, stream_size) if room > 200 else ("", self.buffer)
             if head:
                 await self._send(head)
             self.buffer = rest  # only now: until Slack took the head, all of it is still unsent

@@ -2,12 +2,18 @@
 
 Any process can follow, resume or cancel a job because everything about it lives in Redis:
 
-- ``{prefix}:tune:job:{id}``: the :class:`JobRecord` as JSON (status, progress, result, error).
-- ``{prefix}:tune:events:{id}``: a Redis stream of :class:`JobEvent` (steps, losses, provider
+- ``{prefix}:tune:{<id>}:job``: the :class:`JobRecord` as JSON (status, progress, result, error), and
+  ``{prefix}:tune:{<id>}:revision`` beside it: how many saves it has seen.
+- ``{prefix}:tune:{<id>}:events``: a Redis stream of :class:`JobEvent` (steps, losses, provider
   messages); followers block on ``XREAD`` instead of polling, and resume from the last id they saw.
+- ``{prefix}:tune:{<id>}:cancel``: a cancel request; ``{prefix}:tune:{<id>}:refresh``: a short claim, so that
+  of several followers one asks the backend at a time (:meth:`JobStore.claim_refresh`).
 - ``{prefix}:tune:jobs``: a sorted set of job ids by creation time (``tune list``).
-- ``{prefix}:tune:refresh:{id}``: a short claim, so that of several followers one asks the backend at a
-  time (:meth:`JobStore.claim_refresh`).
+
+The braces around ``<id>`` are literal, a Redis Cluster hash tag: one job's keys share a slot, so its transactions
+(record + revision + events, WATCH on the revision) and its MGET work on a cluster. The jobs index is
+written after the record, outside that transaction: a job is listed only once its record exists.
+Records saved by versions before this layout (``{prefix}:tune:job:{id}``) are still read.
 
 A backend saves a record and the events that go with it in one transaction (``save(job, *events)``), so
 a refresh cut short by a lost connection repeats nothing and loses nothing. It reports a refusal or a
@@ -139,16 +145,16 @@ class JobStore:
         self._redis = state.redis
 
     def _job_key(self, job_id: str) -> str:
-        return self._state.key("tune", "job", job_id)
+        return self._state.tagged_key("tune", job_id, "job")
 
     def _events_key(self, job_id: str) -> str:
-        return self._state.key("tune", "events", job_id)
+        return self._state.tagged_key("tune", job_id, "events")
 
     def _revision_key(self, job_id: str) -> str:
-        return self._state.key("tune", "revision", job_id)
+        return self._state.tagged_key("tune", job_id, "revision")
 
     def _cancel_key(self, job_id: str) -> str:
-        return self._state.key("tune", "cancel", job_id)
+        return self._state.tagged_key("tune", job_id, "cancel")
 
     async def request_cancel(self, job_id: str, ttl_seconds: int = 7 * 24 * 3600) -> None:
         """Ask whoever runs the job (a worker checking between steps) to stop it."""
@@ -161,10 +167,9 @@ class JobStore:
         await self._redis.delete(self._cancel_key(job_id))
 
     async def create(self, job: JobRecord) -> JobRecord:
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.set(self._job_key(job.id), job.model_dump_json(), nx=True)
-        pipe.zadd(self._state.key("tune", "jobs"), {job.id: job.created_at})
-        await pipe.execute()
+        # The record first, then the index (another slot on a cluster): a listed job always has a record.
+        await self._redis.set(self._job_key(job.id), job.model_dump_json(), nx=True)
+        await self._redis.zadd(self._state.key("tune", "jobs"), {job.id: job.created_at})
         return job
 
     async def save(self, job: JobRecord, *events: JobEvent) -> JobRecord:
@@ -212,11 +217,14 @@ class JobStore:
         Followers of the same job take turns instead of asking the provider at once and appending the
         same events twice; the others just read the stream.
         """
-        claimed = await self._redis.set(self._state.key("tune", "refresh", job_id), "1", nx=True, px=max(1, ttl_ms))
+        key = self._state.tagged_key("tune", job_id, "refresh")
+        claimed = await self._redis.set(key, "1", nx=True, px=max(1, ttl_ms))
         return bool(claimed)
 
     async def get(self, job_id: str) -> JobRecord:
         raw, revision = await self._redis.mget(self._job_key(job_id), self._revision_key(job_id))
+        if raw is None:  # saved before the hash-tagged layout: read where that version wrote it
+            raw = await self._redis.get(self._state.key("tune", "job", job_id))
         if raw is None:
             raise JobNotFoundError(f"no training job `{job_id[:80]}`; `bothbot tune list` shows the known jobs")
         job = JobRecord.model_validate_json(raw)

@@ -12,7 +12,6 @@ from bot.profiles import ProfileError, ProfileOrigin, ProfileRegistry, openai_re
 from bot.runtime import Runtime
 from bot.settings import ModelProfile
 from bot.state import StateStore, connect_redis
-from tests.conftest import TEST_REDIS_URL
 from tests.core.helpers import ask
 from tests.fakes.openai_server import FakeOpenAI
 
@@ -26,7 +25,7 @@ async def test_registered_profile_is_listed_with_origin_and_routes(
 ) -> None:
     reader: Runtime = await start_runtime(**model_settings)
     # another process on the same Redis: its own connection, state and router (the embedded store is per process)
-    redis, _ = connect_redis(TEST_REDIS_URL)
+    redis, _ = connect_redis(reader.settings.redis_url)
     other_state = StateStore(redis, reader.settings.redis_prefix)
     writer = ProfileRegistry(reader.settings, other_state, ModelRouter({}, timeout_seconds=5, max_retries=0))
     try:

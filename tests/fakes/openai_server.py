@@ -4,7 +4,8 @@ Speaks ``POST /v1/chat/completions`` (JSON or SSE streaming with a final usage c
 ``POST /v1/embeddings`` (deterministic hashed bag-of-words vectors, so similar texts are close)
 and ``GET /v1/models``, on the shared loopback harness (``tests/fakes/harness.py``).
 It records every request and can fail on request: an HTTP status
-(429, 500, …) or a hang that only a client timeout ends.
+(429, 500, …), a hang that only a client timeout ends, or a stream dropped mid-answer (the
+connection closed after some chunks, as a crashing server or a broken proxy does).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from aiohttp import web
 from tests.fakes.harness import Loopback
 
 ReplyFn = Callable[[dict[str, Any]], str]
+_DROP_AFTER = web.RequestKey("drop_after", int)
 T = TypeVar("T")
 
 
@@ -36,7 +38,8 @@ class RecordedRequest:
 
 @dataclass
 class _Failure:
-    status: int | None  # None = hang
+    status: int | None  # None = hang (or a drop, with drop_after)
+    drop_after: int | None = None  # stream this many chunks, then close the connection mid-answer
 
 
 @dataclass
@@ -69,6 +72,14 @@ class FakeOpenAI:
 
     def hang_next(self, count: int = 1) -> None:
         self._failures.extend(_Failure(None) for _ in range(count))
+
+    def release_hangs(self) -> None:
+        """End every hung request now (it answers 504, as a gateway that gave up would)."""
+        self._hang.set()
+
+    def drop_next(self, count: int = 1, after_chunks: int = 1) -> None:
+        """The next ``count`` streamed answers send ``after_chunks`` chunks, then the connection closes."""
+        self._failures.extend(_Failure(None, drop_after=after_chunks) for _ in range(count))
 
     async def wait_for(self, predicate: Callable[[], T], timeout: float | None = None) -> T:
         return await self.server.wait_for(predicate, timeout)
@@ -109,6 +120,9 @@ class FakeOpenAI:
         await self._notify()
         if self._failures:
             failure = self._failures.pop(0)
+            if failure.drop_after is not None:
+                request[_DROP_AFTER] = failure.drop_after
+                return body, None
             if failure.status is None:
                 await self._hang.wait()
                 return body, web.json_response({"error": {"message": "hung"}}, status=504)
@@ -157,7 +171,12 @@ class FakeOpenAI:
         size = max(1, math.ceil(len(text) / max(1, self.chunks_per_reply)))
         pieces = [text[i : i + size] for i in range(0, len(text), size)] or [""]
         base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": created, "model": model}
+        drop_after = request.get(_DROP_AFTER)
         for i, piece in enumerate(pieces):
+            if i == drop_after:
+                assert request.transport is not None
+                request.transport.close()  # mid-answer: no final chunk, no [DONE], no end of the body
+                return response
             delta: dict[str, Any] = {"content": piece}
             if i == 0:
                 delta["role"] = "assistant"

@@ -118,6 +118,9 @@ class FakeSlack:
         self.failures: dict[str, list[str]] = {}
         self.http_failures: dict[str, list[tuple[int, str, str]]] = {}
         self._sockets: list[web.WebSocketResponse] = []
+        self._silent: set[web.WebSocketResponse] = set()  # see go_silent()
+        self.sockets_opened = 0  # Socket Mode connections accepted so far
+        self.pongs = 0  # pings answered on Socket Mode connections
         self._ts = itertools.count(1)
         self.server = Loopback(self._routes, default_timeout=10.0, record=False)  # ``calls`` are ours
 
@@ -147,6 +150,9 @@ class FakeSlack:
     async def stop(self) -> None:
         for ws in list(self._sockets):
             await ws.close()
+        for ws in list(self._silent):  # a silenced socket the client has not dropped yet: cut it
+            if not ws.closed:
+                await ws.close(drain=False)
         await self.server.close()
 
     async def __aenter__(self) -> FakeSlack:
@@ -383,9 +389,11 @@ class FakeSlack:
     # --- Socket Mode -------------------------------------------------------------------------
 
     async def _socket(self, request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(autoping=True)
+        # Pings and closes are answered here, not by aiohttp, so that a silenced socket can ignore them.
+        ws = web.WebSocketResponse(autoping=False, autoclose=False)
         await ws.prepare(request)
         self._sockets.append(ws)
+        self.sockets_opened += 1
         await ws.send_json(
             {
                 "type": "hello",
@@ -396,17 +404,34 @@ class FakeSlack:
         )
         await self._notify()
         try:
-            async for frame in ws:
+            while True:
+                frame = await ws.receive()
                 if frame.type == WSMsgType.TEXT:
                     data = json.loads(frame.data)
                     if "envelope_id" in data:
                         self.acks[str(data["envelope_id"])] = data
                         await self._notify()
+                elif frame.type == WSMsgType.PING:
+                    if ws not in self._silent:
+                        await ws.pong(frame.data)
+                        self.pongs += 1
+                        await self._notify()
+                elif frame.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+                    break
         finally:
             if ws in self._sockets:
                 self._sockets.remove(ws)
+            if ws not in self._silent and not ws.closed:
+                await ws.close()
             await self._notify()
         return ws
+
+    def go_silent(self) -> None:
+        """The open Socket Mode connections go silent without closing: no pongs, no close handshake, and
+        :meth:`send_envelope` never picks them again, as when Slack's side of a connection dies quietly.
+        Connections opened afterwards behave normally."""
+        self._silent.update(self._sockets)
+        self._sockets.clear()
 
     @property
     def connections(self) -> int:

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main as cli_main
-from tests.conftest import TEST_REDIS_URL
 from tests.fakes.finetune_server import FakeFineTuning, chat_examples
 
 API_KEY = "sk-test-tune-key-0123456789"
@@ -44,10 +43,10 @@ def training_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def tune_env(
     monkeypatch: pytest.MonkeyPatch, redis_prefix: str, redis_cleanup: object, finetune_server: FakeFineTuning,
-    tmp_path: Path,
+    tmp_path: Path, redis_url: str,
 ) -> pytest.MonkeyPatch:
-    """The environment of an operator whose OPENAI_BASE_URL is the fake provider; Redis db 15, own prefix."""
-    monkeypatch.setenv("REDIS_URL", TEST_REDIS_URL)
+    """The environment of an operator whose OPENAI_BASE_URL is the fake provider; test Redis, own prefix."""
+    monkeypatch.setenv("REDIS_URL", redis_url)
     monkeypatch.setenv("BOTHBOT_REDIS_PREFIX", redis_prefix)
     monkeypatch.setenv("BOTHBOT_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("OPENAI_BASE_URL", finetune_server.base_url)

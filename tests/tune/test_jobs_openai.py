@@ -32,7 +32,7 @@ def job_id_in(out: str) -> str:
 
 
 async def stored_events(prefix: str, job_id: str) -> tuple[dict[str, Any], list[str]]:
-    redis, _ = connect_redis(TEST_REDIS_URL)
+    redis, _ = connect_redis(os.environ.get("REDIS_URL", TEST_REDIS_URL))  # tune_env's (single Redis or cluster)
     try:
         store = JobStore(StateStore(redis, prefix))
         job = await store.get(job_id)
