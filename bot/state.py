@@ -193,41 +193,21 @@ def connect_redis(url: str | None, client_name: str = "bothbot") -> tuple[aiored
         import fakeredis
 
         return cast(aioredis.Redis, fakeredis.FakeAsyncRedis(decode_responses=True)), True
-    retry = Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=6)
-    name = re.sub(r"[^\w:.-]", "_", client_name)
+    options: dict[str, Any] = {
+        "decode_responses": True,
+        "retry": Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=6),
+        "retry_on_error": [RedisConnectionError, RedisTimeoutError],
+        "health_check_interval": 30,
+        "socket_connect_timeout": 5,
+        "client_name": re.sub(r"[^\w:.-]", "_", client_name),
+    }
     if url.partition("://")[0].lower() in SENTINEL_SCHEMES:
-        return _connect_sentinel(
-            url,
-            decode_responses=True,
-            retry=retry,
-            retry_on_error=[RedisConnectionError, RedisTimeoutError],
-            health_check_interval=30,
-            socket_connect_timeout=5,
-            client_name=name,
-        ), False
+        return _connect_sentinel(url, **options), False
     if node_url(url) != url:
         from redis.asyncio.cluster import RedisCluster
 
-        cluster = RedisCluster.from_url(
-            node_url(url),
-            decode_responses=True,
-            retry=retry,
-            retry_on_error=[RedisConnectionError, RedisTimeoutError],
-            health_check_interval=30,
-            socket_connect_timeout=5,
-            client_name=name,
-        )
-        return cast(aioredis.Redis, cluster), False
-    client = aioredis.Redis.from_url(
-        url,
-        decode_responses=True,
-        retry=retry,
-        retry_on_error=[RedisConnectionError, RedisTimeoutError],
-        health_check_interval=30,
-        socket_connect_timeout=5,
-        client_name=name,
-    )
-    return client, False
+        return cast(aioredis.Redis, RedisCluster.from_url(node_url(url), **options)), False
+    return aioredis.Redis.from_url(url, **options), False
 
 
 class StateStore:
