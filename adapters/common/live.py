@@ -29,7 +29,8 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol
 
-from adapters.common.texts import answer_failed, posting_failed
+from adapters.common.memory import STORE_DOWN_ERRORS
+from adapters.common.texts import MEMORY_LOST, MEMORY_UNAVAILABLE, answer_failed, posting_failed
 from bot.messages import FinalAnswer, ReplyEvent, Status, TextDelta
 
 log = logging.getLogger(__name__)
@@ -191,8 +192,10 @@ class LiveMessage:
 
         ``platform_errors`` are the platform refusing a call (the answer could not be posted): a
         warning, and the user is told what the platform said when part of the answer is shown.
-        Anything else is a bug or an outage on our side: logged once with its trace, and the user
-        is told so, with ``ref`` to quote. Cancellation (shutdown) passes through untouched.
+        The state store unreachable (``STORE_DOWN_ERRORS``) is an outage: one warning line, and the
+        user is told the bot can't reach its memory. Anything else is a bug or an outage on our
+        side: logged once with its trace, and the user is told so, with ``ref`` to quote.
+        Cancellation (shutdown) passes through untouched.
         """
         note: str | None
         try:
@@ -202,6 +205,10 @@ class LiveMessage:
             trace = self.trace_id or "-"
             log.warning("%s: could not post the answer to %s (trace %s): %s", platform, ref, trace, reason)
             note = posting_failed(platform.capitalize(), reason) if self.started else None
+        except STORE_DOWN_ERRORS as exc:  # an outage, not a bug: one line, and the user hears why
+            log.warning("%s: cannot answer %s (trace %s): the state store is unreachable: %s",
+                        platform, ref, self.trace_id or "-", exc)
+            note = MEMORY_LOST if self.started else MEMORY_UNAVAILABLE
         except Exception:  # the answer boundary: log once, tell the user something true
             log.exception("%s: answering %s failed (trace %s)", platform, ref, self.trace_id or "-")
             note = answer_failed(ref)

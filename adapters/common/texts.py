@@ -26,6 +26,12 @@ def feedback_recorded(value: FeedbackValue) -> str:
     return f"Thanks — your {'👍' if value == 'up' else '👎'} is recorded."
 
 
+MEMORY_UNAVAILABLE = "I can't reach my memory store right now, so I can't answer. Please try again in a minute."
+"""The state store (Redis) is unreachable: nothing can be answered until it is back."""
+
+MEMORY_LOST = "(I lost my memory store while answering, so this answer is incomplete. Please try again in a minute.)"
+"""The state store went away part way through an answer that was already being shown."""
+
 FEEDBACK_TOO_OLD = "I couldn't record that: this answer is too old or no longer on record."
 FEEDBACK_FAILED = "Sorry — I couldn't record your feedback just now. Please try again."
 

@@ -19,7 +19,8 @@ import discord
 
 from adapters.base import EnginePort
 from adapters.common.inflight import InFlight
-from adapters.common.texts import FEEDBACK_FAILED, answer_failed, feedback_reply
+from adapters.common.memory import STORE_DOWN_ERRORS, lookup
+from adapters.common.texts import FEEDBACK_FAILED, MEMORY_UNAVAILABLE, answer_failed, feedback_reply
 from adapters.discord import compat
 from adapters.discord.convert import (
     DM_WORKSPACE,
@@ -66,6 +67,27 @@ def public_role_ids(user: discord.User | discord.Member) -> list[str]:
     if not isinstance(user, discord.Member):
         return []
     return [str(role.id) for role in user.roles if not role.is_default()]
+
+
+def _involved(message: discord.Message, facts: MessageFacts, bot_id: str, roles: Sequence[str]) -> bool:
+    """Whether the payload alone shows that ``message`` is for the bot, when the state store can't
+    say (thread registry, reply links and channel settings all live there).
+
+    A mention (or DM) is; so is a message with content in a thread the bot owns (it opens a thread
+    on each question it answers, and discord.py knows the owner from THREAD_CREATE), and a reply to
+    one of the bot's messages (Discord sends the replied-to message along). Anything else (a thread
+    the cache does not know, someone else's thread) can't be told apart from talk not meant for the
+    bot, so the bot stays silent there, as it would for talk not meant for it. The channel's
+    follow-up setting can't be read either: in its own thread the bot says it can't answer.
+    """
+    if facts.is_direct or mentions_bot(facts, bot_id, roles):
+        return True
+    if not facts.content.strip():
+        return False
+    channel = message.channel
+    if isinstance(channel, discord.Thread) and channel.owner_id is not None and str(channel.owner_id) == bot_id:
+        return True
+    return facts.reference_author_id == bot_id
 
 
 async def aclose(events: AsyncIterator[ReplyEvent]) -> None:
@@ -124,17 +146,27 @@ class DiscordAdapter:
         parent = facts.parent_id
         ours = False  # a thread the bot opened
         root: str | None = None  # the conversation a reply to one of the bot's answers continues
-        if not facts.is_direct:
-            if not isinstance(message.channel, discord.abc.GuildChannel):  # a thread, or not in cache
-                stored_parent = await self.memory.parent(facts.channel_id)
-                ours = stored_parent is not None
-                parent = parent or stored_parent
-            if parent is None and facts.reference_id:
-                root = await self.memory.reply_root(facts.reference_id)
-        why = addressed(facts, bot_id, bot_role_ids=roles, in_bot_thread=ours, replies_to_bot=root is not None)
-        if why is None:
-            return
-        if why in ("followup", "reply_followup") and not await self._followups_on(facts, parent or facts.channel_id):
+        try:
+            if not facts.is_direct:
+                if not isinstance(message.channel, discord.abc.GuildChannel):  # a thread, or not in cache
+                    stored_parent = await self.memory.parent(facts.channel_id)
+                    ours = stored_parent is not None
+                    parent = parent or stored_parent
+                if parent is None and facts.reference_id:
+                    root = await self.memory.reply_root(facts.reference_id)
+            why = addressed(facts, bot_id, bot_role_ids=roles, in_bot_thread=ours, replies_to_bot=root is not None)
+            if why is None:
+                return
+            if why in ("followup", "reply_followup") and not await self._followups_on(
+                facts, parent or facts.channel_id
+            ):
+                return
+        except STORE_DOWN_ERRORS as exc:
+            if _involved(message, facts, bot_id, roles):
+                sink = ChannelSink(self.client.http, facts.channel_id, reference=reply_reference(facts))
+                await self._memory_down(facts.message_id, sink, exc)
+            else:
+                log.info("message %s: can't tell whether it is for me; staying silent (%s)", facts.message_id, exc)
             return
         http = self.client.http
         mention = why == "mention"
@@ -160,15 +192,20 @@ class DiscordAdapter:
             return
 
         channel_key = f"discord:{facts.guild_id}:{facts.channel_id}"
-        mode = reply_mode((await self.engine.channel_settings(channel_key)).options)
+        as_reply = ChannelSink(http, facts.channel_id, reference=reference, ping_author=True)
         incoming = message_to_incoming(
             facts, bot_id, channel_id=facts.channel_id, thread=facts.message_id, bot_role_ids=roles, is_mention=True
         )
         events = self.engine.handle(incoming)
-        first = await anext(events, None)
+        try:
+            mode = reply_mode((await lookup(self.engine.channel_settings(channel_key), "channel settings")).options)
+            first = await anext(events, None)
+        except STORE_DOWN_ERRORS as exc:
+            await aclose(events)
+            await self._memory_down(facts.message_id, as_reply, exc)
+            return
         if first is None:
             return  # already handled elsewhere
-        as_reply = ChannelSink(http, facts.channel_id, reference=reference, ping_author=True)
         if mode == "thread" and not isinstance(first, FinalAnswer):  # a one-line refusal needs no thread
             thread_id = await self._open_thread(facts, incoming.text)
             if thread_id is not None:
@@ -180,7 +217,17 @@ class DiscordAdapter:
 
     async def _followups_on(self, facts: MessageFacts, channel_id: str) -> bool:
         key = f"discord:{facts.guild_id or DM_WORKSPACE}:{channel_id}"
-        return (await self.engine.channel_settings(key)).thread_followups
+        return (await lookup(self.engine.channel_settings(key), "channel settings")).thread_followups
+
+    async def _memory_down(self, message_id: str, sink: ReplySink[Sent], exc: Exception) -> None:
+        """The state store is unreachable and the message is for the bot: say so, briefly (one
+        warning line; answering needs the store: dedup, history, settings)."""
+        log.warning("cannot answer message %s: the state store is unreachable: %s", message_id, exc)
+        live: LiveReply[Sent] = LiveReply(sink, interval=self.options.edit_interval)
+        try:
+            await live.fail(MEMORY_UNAVAILABLE)
+        except SEND_ERRORS as refused:
+            log.warning("could not tell the user that message %s can't be answered: %s", message_id, refused)
 
     async def _open_thread(self, facts: MessageFacts, question: str) -> str | None:
         """A public thread on the question; None (answer as a reply instead) when that fails.
@@ -209,7 +256,12 @@ class DiscordAdapter:
         reply_root: str | None = None,
     ) -> None:
         events = self.engine.handle(incoming)
-        first = await anext(events, None)
+        try:
+            first = await anext(events, None)
+        except STORE_DOWN_ERRORS as exc:
+            await aclose(events)
+            await self._memory_down(incoming.event_id.rsplit(":", 1)[-1], sink, exc)
+            return
         if first is None:
             return
         if remember_thread is not None:

@@ -27,7 +27,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.base import RuntimePort
 from adapters.common.inflight import InFlight
-from adapters.common.memory import ThreadRegistry
+from adapters.common.memory import STORE_DOWN_ERRORS, ThreadRegistry, lookup
+from adapters.common.texts import MEMORY_UNAVAILABLE
 from adapters.slack.client import SlackCredentials, api_session, fetch_identity, make_web_client
 from adapters.slack.commands import SlackInteractions
 from adapters.slack.convert import FEEDBACK_ACTION_PREFIX, BotIdentity, classify_event
@@ -239,15 +240,38 @@ class SlackBot:
             log.debug("slack: ignored event (%s)", decision.reason)
             return
         if decision.route == "followup":
-            part_of = decision.parent_is_bot or (
-                msg.thread is not None and await self.threads.knows(msg.workspace, msg.channel, msg.thread)
-            )
-            if not part_of:
+            try:
+                part_of = decision.parent_is_bot or (
+                    msg.thread is not None and await self.threads.knows(msg.workspace, msg.channel, msg.thread)
+                )
+                if not part_of:
+                    return
+                channel = await lookup(self.engine.channel_settings(msg.channel_key), "channel settings")
+            except STORE_DOWN_ERRORS as exc:
+                await self._memory_down(msg, exc, told=decision.parent_is_bot)
                 return
-            channel = await self.engine.channel_settings(msg.channel_key)
             if not channel.thread_followups:
                 return
         await self.answer(msg)
+
+    async def _memory_down(self, msg: IncomingMessage, exc: Exception, *, told: bool) -> None:
+        """The state store could not say whether this thread reply is for the bot.
+
+        Without it the bot can't tell whether it is part of the thread, so it answers only where
+        the payload itself shows it is (``told``: the thread's parent is the bot's own post), with
+        the short true message, since answering needs the store too (dedup, history). Elsewhere it
+        stays silent, as for any thread it is not part of: telling every thread in every channel
+        that the bot is down would be noise, and untrue where it was never asked. (The follow-up
+        setting of the channel can't be read either; a thread the bot started is answered.)
+        """
+        if not told:
+            log.info("slack: %s: can't tell whether I am part of thread %s; staying silent (%s)",
+                     msg.event_id, msg.thread, exc)
+            return
+        log.warning("slack: cannot answer %s: the state store is unreachable: %s", msg.event_id, exc)
+        target = ReplyTarget(channel=msg.channel, thread_ts=msg.thread, team=msg.workspace, user=msg.user)
+        renderer = SlackReplyRenderer(self.client, target, streams=self.streams)
+        await renderer.fail(MEMORY_UNAVAILABLE)  # best effort: a refusal by Slack is logged there
 
     async def _on_command(self, ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()  # first, within Slack's 3 seconds; the work follows in a task

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
 
 from bot.settings import Settings
 from bot.state import StateStore, connect_redis
@@ -19,6 +18,7 @@ from bot.tune.backends.openai import OpenAIBackend, date_notice
 from bot.tune.jobs import BackendError, JobRecord, JobStore, new_job_id
 from tests.conftest import TEST_REDIS_URL
 from tests.fakes.finetune_server import FakeFineTuning, chat_examples
+from tests.redis_server import free_port, start_redis_server, stop_redis_server
 from tests.tune.conftest import API_KEY, RunCli
 
 BASE = "gpt-4o-mini-2024-07-18"
@@ -281,37 +281,6 @@ class Lines:
             while needle not in self.text:
                 self._changed.clear()
                 await self._changed.wait()
-
-
-async def start_redis_server(folder: Path, port: int) -> asyncio.subprocess.Process:
-    """A private redis-server that keeps its data in ``folder`` (RDB), returned once it accepts connections."""
-    proc = await asyncio.create_subprocess_exec(
-        "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder), "--save", "",
-        "--appendonly", "no", "--loglevel", "notice", stdout=asyncio.subprocess.PIPE,
-    )
-    assert proc.stdout is not None
-    async with asyncio.timeout(30):
-        while b"Ready to accept connections" not in (line := await proc.stdout.readline()):
-            assert line, "redis-server exited before it was ready"
-    return proc
-
-
-async def stop_redis_server(proc: asyncio.subprocess.Process, port: int, *, save: bool) -> None:
-    client = aioredis.Redis(host="127.0.0.1", port=port)
-    try:
-        await client.shutdown(save=save, nosave=not save)  # redis-py expects the connection to close
-    finally:
-        await client.aclose()
-    await proc.wait()
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def test_redis_restarting_while_following_loses_nothing(
