@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from hypothesis import settings as hypothesis_settings
 
 from bot.cli import main as cli_main
 from bot.settings import Settings, load_settings
@@ -18,6 +19,12 @@ from bot.state import connect_redis
 from tests.fakes.openai_server import FakeOpenAI
 
 TEST_REDIS_URL = os.environ.get("BOTHBOT_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+# Property tests explore new examples on every local run; in CI they replay a fixed sequence, so a
+# submission's result does not depend on the luck of the draw (a failure found locally is kept in .hypothesis/).
+hypothesis_settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 
 _ISOLATED_ENV_PREFIXES = ("BOTHBOT_", "OPENAI_", "SLACK_", "DISCORD_", "QDRANT_", "REDIS_")
 _ISOLATED_ENV_NAMES = ("PORT",)
