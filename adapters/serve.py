@@ -31,6 +31,7 @@ from collections.abc import Iterator, Sequence
 import adapters
 from adapters.base import Platform
 from bot import observability
+from bot.listener import Listener
 from bot.runtime import Runtime
 from bot.settings import Settings
 
@@ -65,7 +66,7 @@ async def serve_platforms(
     with _stop_on_signals(stop):
         runtime = await Runtime.start(settings, serve_ingest=True)
         tasks: list[asyncio.Task[None]] = []
-        health: observability.HealthServer | None = None
+        health: Listener | None = None
         try:
             for line in runtime.describe():
                 log.info("%s", line)

@@ -46,6 +46,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from bot.listener import Listener, listen
 from bot.logs import TRACE_ID
 from bot.messages import FinalAnswer, IncomingMessage
 
@@ -375,29 +376,8 @@ def health_routes(readiness: Readiness, *, healthz: bool = True) -> list[web.Rou
     return routes
 
 
-@dataclass
-class HealthServer:
-    runner: web.AppRunner
-    port: int
-
-    async def aclose(self) -> None:
-        await self.runner.cleanup()
-
-
-async def start_health_server(readiness: Readiness, host: str, port: int) -> HealthServer:
+async def start_health_server(readiness: Readiness, host: str, port: int) -> Listener:
     """Serve ``/healthz``, ``/readyz`` and ``/metrics`` on ``host:port`` (0: any free port)."""
     app = web.Application()
     app.add_routes(health_routes(readiness))
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    try:
-        await site.start()
-    except OSError as exc:
-        await runner.cleanup()
-        raise OSError(
-            f"cannot listen on {host}:{port} ({exc.strerror}); set BOTHBOT_HEALTH_PORT to a free port"
-        ) from exc
-    sockets = getattr(site._server, "sockets", None)
-    bound = int(sockets[0].getsockname()[1]) if sockets else port
-    return HealthServer(runner=runner, port=bound)
+    return await listen(app, host, port, setting="BOTHBOT_HEALTH_PORT")

@@ -78,6 +78,12 @@ def mask_url_password(url: str) -> str:
     return f"{scheme}://{user}:**********@{host}{rest[netloc_end:]}"
 
 
+def split_env_list(value: str) -> tuple[str, ...]:
+    """A list from an environment variable: ``"1, 2"``, ``"1;2"`` or ``"[1,2]"`` → ``("1", "2")``."""
+    parts = (p.strip().strip("\"'") for p in value.strip().strip("[]").replace(";", ",").split(","))
+    return tuple(p for p in parts if p)
+
+
 def check_url(value: str | None, setting: str, schemes: tuple[str, ...]) -> str | None:
     """``value`` if it is a URL with one of ``schemes`` (empty → None), else an error naming ``setting``."""
     if value is None or value == "":

@@ -14,7 +14,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
-from bot.settings import PlatformSettings, check_url, env_alias
+from bot.settings import PlatformSettings, check_url, env_alias, split_env_list
 
 ReplyMode = Literal["thread", "reply"]
 REPLY_MODES: tuple[ReplyMode, ...] = ("thread", "reply")
@@ -68,12 +68,12 @@ class DiscordSettings(PlatformSettings):
     @field_validator("discord_admin_roles", mode="before")
     @classmethod
     def _split_discord_roles(cls, value: Any) -> Any:
-        return _split(value) if isinstance(value, str) else value
+        return split_env_list(value) if isinstance(value, str) else value
 
     @field_validator("discord_shard_ids", mode="before")
     @classmethod
     def _split_discord_shards(cls, value: Any) -> Any:
-        return (_split(value) or None) if isinstance(value, str) else value
+        return (split_env_list(value) or None) if isinstance(value, str) else value
 
     @field_validator("discord_gateway_url")
     @classmethod
@@ -87,12 +87,6 @@ class DiscordSettings(PlatformSettings):
         if checked is None:
             raise ValueError("the platform API URL must not be empty")
         return checked
-
-
-def _split(value: str) -> tuple[str, ...]:
-    """``"1, 2"``, ``"1;2"`` or ``"[1,2]"`` from an environment variable → ``("1", "2")``."""
-    parts = (p.strip().strip("\"'") for p in value.strip().strip("[]").replace(";", ",").split(","))
-    return tuple(p for p in parts if p)
 
 
 def reply_mode(options: Mapping[str, str]) -> ReplyMode:

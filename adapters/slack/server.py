@@ -13,7 +13,6 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
@@ -32,6 +31,7 @@ from adapters.slack.convert import malformed
 from adapters.slack.settings import SlackSettings
 from adapters.slack.signing import check_request
 from bot import observability
+from bot.listener import Listener, listen
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -104,32 +104,8 @@ async def _dispatch(bot: SlackBot, request: web.Request, body: str) -> web.Respo
     return await to_aiohttp_response(bolt_response)
 
 
-@dataclass
-class HttpService:
-    runner: web.AppRunner
-    host: str
-    port: int
-
-    @property
-    def url(self) -> str:
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
-        return f"http://{host}:{self.port}"
-
-
-async def start_http(bot: SlackBot, host: str, port: int) -> HttpService:
-    runner = web.AppRunner(build_http_app(bot), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    try:
-        await site.start()
-    except OSError as exc:
-        await runner.cleanup()
-        raise OSError(f"cannot listen on {host}:{port} ({exc.strerror}); set PORT to a free port") from exc
-    bound = port
-    sockets = getattr(site._server, "sockets", None)
-    if sockets:
-        bound = int(sockets[0].getsockname()[1])
-    return HttpService(runner=runner, host=host, port=bound)
+async def start_http(bot: SlackBot, host: str, port: int) -> Listener:
+    return await listen(build_http_app(bot), host, port, setting="PORT")
 
 
 SOCKET_PING_SECONDS = 10.0
@@ -195,7 +171,7 @@ async def serving(bot: SlackBot, credentials: SlackCredentials, settings: Settin
         try:
             yield f"Slack: HTTP Events API on {service.url}{EVENTS_PATH} (health: {service.url}{HEALTH_PATH})"
         finally:
-            await service.runner.cleanup()
+            await service.aclose()
 
 
 async def run_slack(settings: Settings, *, stop: asyncio.Event | None = None) -> None:

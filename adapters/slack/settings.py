@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
-from bot.settings import PlatformSettings, check_url, env_alias
+from bot.settings import PlatformSettings, check_url, env_alias, split_env_list
 
 
 class SlackSettings(PlatformSettings):
@@ -61,9 +61,7 @@ class SlackSettings(PlatformSettings):
     @field_validator("slack_admins", mode="before")
     @classmethod
     def _split_slack_admins(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return tuple(part.strip() for part in value.replace(";", ",").split(",") if part.strip())
-        return value
+        return split_env_list(value) if isinstance(value, str) else value
 
     @field_validator("slack_command")
     @classmethod

@@ -19,7 +19,8 @@ from adapters.console.chat import to_message
 from adapters.console.render import render_reply
 from adapters.discord.client import build_client
 from adapters.slack.app import SlackBot, build_slack_bot
-from adapters.slack.server import EVENTS_PATH, HttpService, start_http
+from adapters.slack.server import EVENTS_PATH, start_http
+from bot.listener import Listener
 from bot.runtime import Runtime
 from bot.settings import Settings
 from tests.contract.toy.platform import Said, ToyRoom
@@ -71,7 +72,7 @@ class SlackDriver:
     runtime: Runtime
     fake: FakeSlack
     bot: SlackBot
-    http: HttpService
+    http: Listener
     session: aiohttp.ClientSession = field(default_factory=aiohttp.ClientSession)
     supports_non_admins: bool = True
 
@@ -107,7 +108,7 @@ class SlackDriver:
         return str(self.fake.responses[before]["text"])
 
     async def close(self) -> None:
-        await self.http.runner.cleanup()
+        await self.http.aclose()
         await self.bot.aclose()
         await self.runtime.aclose()
         await self.session.close()

@@ -13,7 +13,8 @@ import aiohttp
 import pytest
 
 from adapters.slack.app import SlackBot, build_slack_bot
-from adapters.slack.server import EVENTS_PATH, HttpService, start_http
+from adapters.slack.server import EVENTS_PATH, start_http
+from bot.listener import Listener
 from bot.runtime import Runtime
 from bot.settings import Settings
 from tests.conftest import PROFILES, IngestDocs
@@ -78,7 +79,7 @@ class SlackProcess:
 
     runtime: Runtime
     bot: SlackBot
-    http: HttpService | None
+    http: Listener | None
     session: aiohttp.ClientSession
 
     @property
@@ -133,7 +134,7 @@ async def start_slack(slack_settings: Callable[..., Settings]) -> AsyncIterator[
     yield start
     for process in reversed(started):
         if process.http is not None:
-            await process.http.runner.cleanup()
+            await process.http.aclose()
         await process.bot.aclose()
         await process.runtime.aclose()
     await session.close()
