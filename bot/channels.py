@@ -36,9 +36,12 @@ class ChannelConfig:
         self._router = router
 
     async def get(self, channel_key: str) -> ChannelSettings:
+        return self.resolve(channel_key, await self._state.channel_overrides(channel_key))
+
+    def resolve(self, channel_key: str, overrides: Mapping[str, str]) -> ChannelSettings:
+        """The channel's settings from its Redis hash ``overrides`` (read by the caller)."""
         settings = self._settings
         defaults = settings.channels.get(channel_key)
-        overrides = await self._state.channel_overrides(channel_key)
         profile = defaults.profile if defaults and defaults.profile else settings.default_profile
         stored_profile = overrides.get("profile")
         if stored_profile is not None and stored_profile in self._router.profiles:

@@ -38,7 +38,7 @@ from bot.prompts import (
     retrieve_for_prompt,
 )
 from bot.settings import Settings
-from bot.state import EventClaim, StateStore, Turn
+from bot.state import EventClaim, MessageStart, RateLimit, StateStore, Turn
 from retrieval.api import KnowledgeBase, Passage, SearchResult, SearchScope
 
 log = logging.getLogger(__name__)
@@ -85,42 +85,56 @@ class Engine:
         answered by another replica.
 
         The event is claimed *in progress* with a short lease, renewed while this reply runs, then
-        marked *done*; a reply that fails (or is closed) before showing anything frees the claim, so
-        the platform's retry is answered. A process that dies mid-answer leaves a lease that runs out.
+        marked *done* (with the answer's own writes, in one transaction); a reply that fails (or is
+        closed) before showing anything frees the claim, so the platform's retry is answered. A
+        process that dies mid-answer leaves a lease that runs out.
+
+        Redis is asked twice per answered question: once before retrieval (the claim, the rate
+        limits, the registered profiles, the channel's settings and the history, one script), once
+        after (trace, history turns, trace indexes and the claim marked done, one transaction).
         """
-        if not msg.event_id:
-            async for event in self._reply(msg):
-                yield event
-            return
-        claim = await self.state.claim_event(msg.event_id, self.settings.event_lease_seconds)
-        if claim is None:
+        question = self._question(msg)
+        refusal = self._refusal(question) if question is not None else None
+        asking = question is not None and refusal is None
+        start = await self.state.begin_message(
+            event_id=msg.event_id or None,
+            lease_seconds=self.settings.event_lease_seconds,
+            profiles_key=self.profiles.key,
+            rate_limits=self._rate_limits(msg) if asking else (),
+            channel_key=msg.channel_key if asking else None,
+            conversation_key=msg.conversation_key if asking else None,
+        )
+        if start.held is not None:
             log.info("duplicate event %s ignored", msg.event_id)
             observability.dedup_hit(msg.platform)
             return
-        keeper = asyncio.create_task(self._keep_claim(claim), name=f"lease of event {msg.event_id}")
+        self.profiles.apply(start.profiles)
+        lease = _Lease(self, start.claim) if start.claim is not None else None
         shown = finished = False
         try:
-            async for event in self._reply(msg):
+            trace_id = observability.new_trace_id()  # also on every log line of this answer
+            if question is None:
+                replies = self._command(msg, trace_id)
+            elif refusal is not None or start.rate_wait:
+                replies = self._refused(msg, refusal, start.rate_wait, trace_id)
+            else:
+                replies = self._answer(msg, question, start, lease, trace_id)
+            async for event in replies:
                 shown = shown or not isinstance(event, Status)
                 yield event
             finished = True
         finally:
-            keeper.cancel()
-            await asyncio.wait({keeper})
-            await self._settle_claim(claim, done=finished or shown)
+            if lease is not None and not lease.settled:
+                await lease.stop()
+                await self._settle_claim(lease.claim, done=finished or shown)
 
-    async def _keep_claim(self, claim: EventClaim) -> None:
-        """Renew the claim's lease every third of it until cancelled, or until it is no longer ours."""
-        lease = self.settings.event_lease_seconds
-        while True:
-            await asyncio.sleep(lease / 3)
-            try:
-                if not await self.state.renew_event(claim, lease):
-                    log.warning("the claim on event %s ran out while answering; a retry may be answered twice",
-                                claim.event_id)
-                    return
-            except Exception as exc:  # Redis unreachable: try again at the next beat, the lease may hold
-                log.warning("could not renew the claim on event %s: %s", claim.event_id, exc)
+    def _question(self, msg: IncomingMessage) -> str | None:
+        """The question a message asks, or None for a command that is not a question."""
+        if not msg.command:
+            return msg.text.strip()
+        name, _ = split_command(msg.text)
+        spec = self.commands.spec(msg.platform, name)
+        return command_rest(msg.text) if spec is not None and spec.question else None
 
     async def _settle_claim(self, claim: EventClaim, *, done: bool) -> None:
         """Mark the event done, or free it for a retry; a Redis failure here only leaves the lease to run out."""
@@ -132,36 +146,28 @@ class Engine:
         except Exception as exc:
             log.warning("could not settle the claim on event %s: %s", claim.event_id, exc)
 
-    async def _reply(self, msg: IncomingMessage) -> AsyncIterator[ReplyEvent]:
-        trace_id = observability.new_trace_id()  # also on every log line of this answer
-        await self.profiles.refresh()
-        if msg.command:
-            name, args = split_command(msg.text)
-            spec = self.commands.spec(msg.platform, name)
-            if spec is None or not spec.question:
-                result = await self.commands.run(msg, name, args)
-                yield FinalAnswer(
-                    text=result.text,
-                    kind="refused" if result.refused else "command",
-                    trace_id=trace_id,
-                    ephemeral=True,
-                )
-                return
-            question = command_rest(msg.text)
-        else:
-            question = msg.text.strip()
-        async for event in self._answer(msg, question, trace_id):
-            yield event
+    async def _command(self, msg: IncomingMessage, trace_id: str) -> AsyncIterator[ReplyEvent]:
+        name, args = split_command(msg.text)
+        result = await self.commands.run(msg, name, args)
+        yield FinalAnswer(
+            text=result.text, kind="refused" if result.refused else "command", trace_id=trace_id, ephemeral=True
+        )
 
-    async def _answer(self, msg: IncomingMessage, question: str, trace_id: str) -> AsyncIterator[ReplyEvent]:
+    async def _refused(
+        self, msg: IncomingMessage, refusal: str | None, rate_wait: int, trace_id: str
+    ) -> AsyncIterator[ReplyEvent]:
+        if refusal is None:
+            observability.rate_limited(msg.platform)
+            refusal = f"You're asking faster than I'm allowed to answer here. Please try again in {rate_wait} s."
+        yield FinalAnswer(text=refusal, kind="refused", trace_id=trace_id)
+
+    async def _answer(
+        self, msg: IncomingMessage, question: str, start: MessageStart, lease: _Lease | None, trace_id: str
+    ) -> AsyncIterator[ReplyEvent]:
         settings = self.settings
-        refusal = await self._refusal(msg, question)
-        if refusal:
-            yield FinalAnswer(text=refusal, kind="refused", trace_id=trace_id)
-            return
         started = time.perf_counter()
-        channel = await self.channels.get(msg.channel_key)
-        history = await self.state.history(msg.conversation_key)
+        channel = self.channels.resolve(msg.channel_key, start.channel)
+        history = start.history
         arm = self._arm(channel, msg.conversation_key, history)
         profile_name = arm.profile if arm else channel.profile
         rag = channel.rag if arm is None or arm.rag is None else arm.rag
@@ -200,7 +206,7 @@ class Engine:
             trace["retrieval_error"] = kb_error
 
         empty_kb = rag and kb_error is None and found.empty and await self._kb_empty(channel.kbs)
-        turn = _Turn(msg, trace, trace_id, started, shown, empty_kb, kb_down=kb_error is not None)
+        turn = _Turn(msg, trace, trace_id, started, shown, empty_kb, kb_down=kb_error is not None, lease=lease)
         if client is None or profile is None:
             reason = "no model is configured" if profile is None else f"profile `{profile_name}` has no endpoint"
             async for event in self._without_model(turn, rag, reason):
@@ -297,8 +303,8 @@ class Engine:
         answer = "".join(pieces)
         yield await self._finish(turn, answer, kind, cited(citations, answer), usage)
 
-    async def _refusal(self, msg: IncomingMessage, question: str) -> str | None:
-        """Why this question is not answered (empty, too long, rate limited), or None."""
+    def _refusal(self, question: str) -> str | None:
+        """Why this question is not answered whatever the state (empty, too long), or None."""
         limit = self.settings.max_question_chars
         if not question:
             return EMPTY_QUESTION
@@ -307,21 +313,15 @@ class Engine:
                 f"Your message is {len(question):,} characters; I can take up to {limit:,}. "
                 "Please shorten it or ask about one part at a time."
             )
-        wait = await self._rate_limited(msg)
-        if wait:
-            observability.rate_limited(msg.platform)
-            return f"You're asking faster than I'm allowed to answer here. Please try again in {wait} s."
         return None
 
-    async def _rate_limited(self, msg: IncomingMessage) -> int:
+    def _rate_limits(self, msg: IncomingMessage) -> tuple[RateLimit, ...]:
+        """The counters a question counts against, in order: its user's, then its channel's."""
         s = self.settings
-        wait_user = await self.state.hit_rate_limit(
-            f"user:{msg.platform}:{msg.workspace}:{msg.user}", s.rate_limit_user, s.rate_limit_window_seconds
-        )
-        if wait_user:
-            return wait_user
-        return await self.state.hit_rate_limit(
-            f"channel:{msg.channel_key}", s.rate_limit_channel, s.rate_limit_window_seconds
+        window = s.rate_limit_window_seconds
+        return (
+            RateLimit(f"user:{msg.platform}:{msg.workspace}:{msg.user}", s.rate_limit_user, window),
+            RateLimit(f"channel:{msg.channel_key}", s.rate_limit_channel, window),
         )
 
     async def _finish(
@@ -348,6 +348,9 @@ class Engine:
         turns = (
             [Turn("user", trace["question"]), Turn("assistant", text, experiment=trace["experiment"])] if save else []
         )
+        lease = turn.lease
+        if lease is not None:
+            await lease.stop()  # no renewal may land after the claim is marked done
         await self.state.save_answer(
             turn.trace_id,
             trace,
@@ -356,7 +359,11 @@ class Engine:
             turns=turns,
             max_turns=s.history_max_turns,
             history_ttl_seconds=s.history_ttl_seconds,
+            finish=lease.claim if lease is not None else None,
+            dedup_ttl_seconds=s.dedup_ttl_seconds,
         )
+        if lease is not None:
+            lease.settled = True
         return FinalAnswer(
             text=text,
             kind=kind,
@@ -380,6 +387,43 @@ class _Turn:
     passages: tuple[Passage, ...]
     empty_kb: bool
     kb_down: bool = False  # the knowledge base search failed: no documents, and the reply says so
+    lease: _Lease | None = None  # the claim on the message's event, marked done with the answer's writes
+
+
+class _Lease:
+    """This process's claim on an event while its answer runs: renewed every third of the lease (a
+    timer, so an answer shorter than that costs no task), stopped before the claim is settled."""
+
+    def __init__(self, engine: Engine, claim: EventClaim) -> None:
+        self.claim = claim
+        self.settled = False
+        self._engine = engine
+        self._every = engine.settings.event_lease_seconds / 3
+        self._task: asyncio.Task[None] | None = None
+        self._timer = asyncio.get_running_loop().call_later(self._every, self._start)
+
+    def _start(self) -> None:
+        self._task = asyncio.create_task(self._keep(), name=f"lease of event {self.claim.event_id}")
+
+    async def _keep(self) -> None:
+        """Renew the lease now and every third of it, until stopped or until it is no longer ours."""
+        state, lease = self._engine.state, self._engine.settings.event_lease_seconds
+        while True:
+            try:
+                if not await state.renew_event(self.claim, lease):
+                    log.warning("the claim on event %s ran out while answering; a retry may be answered twice",
+                                self.claim.event_id)
+                    return
+            except Exception as exc:  # Redis unreachable: try again at the next beat, the lease may hold
+                log.warning("could not renew the claim on event %s: %s", self.claim.event_id, exc)
+            await asyncio.sleep(self._every)
+
+    async def stop(self) -> None:
+        self._timer.cancel()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.wait({self._task})
+            self._task = None
 
 
 def _citation_record(citation: Citation) -> dict[str, Any]:

@@ -1,25 +1,29 @@
 """The one place that talks to OpenAI-compatible chat endpoints: streaming, retries, usage.
 
-Streams through the SDK's raw streaming response (one ``json.loads`` per SSE line) instead of its
-per-chunk pydantic models, and passes the messages through ``extra_body`` to skip the SDK's
-request-body conversion; both measured as the largest CPU costs of an answer (README, Architecture).
+The chat stream is one aiohttp request (``POST {base_url}/chat/completions``) read as raw
+server-sent events, one ``orjson.loads`` per event, not through the openai SDK: the SDK's request
+and response layers and the HTTP stack under it were measured as over half of the CPU of an answer
+(bench/RESULTS.md). The behaviour is the SDK's where it matters: JSON bodies, the bearer key, proxies
+from the environment, and error statuses (with ``Retry-After``) turned into the same failures. The
+SDK stays for everything else (files, fine-tuning, embeddings).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import math
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import httpx2
-import openai
+import aiohttp
+import orjson
+from aiohttp.helpers import get_env_proxy_for_url
+from yarl import URL
 
 from bot.messages import Usage
 from bot.settings import ModelProfile
@@ -29,8 +33,11 @@ if TYPE_CHECKING:  # a type-only import: bot.profiles imports this module
 
 log = logging.getLogger(__name__)
 
-# Endpoints that need no key (vLLM, Ollama, llama.cpp) still need a non-empty string for the SDK.
+# Endpoints that need no key (vLLM, Ollama, llama.cpp) are sent this one, as the openai SDK needs a non-empty key.
 _NO_KEY = "not-needed"
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+_ERROR_BODY_BYTES = 65_536  # an error answer is read up to this size, for its message
+_CONNECTIONS = 1000  # open connections per endpoint, as the openai SDK allows
 
 
 BACKOFF_BASE_SECONDS = 0.5
@@ -66,6 +73,16 @@ class Deadline:
         return self.at - self.clock()
 
 
+class _StatusError(Exception):
+    """The endpoint answered an error status; ``body`` is the start of its text."""
+
+    def __init__(self, status: int, headers: Mapping[str, str], body: str) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+
 class _TryTimeout(Exception):
     """One wait of a try ran out: its own timeout, or (``by_deadline``) the answer's deadline."""
 
@@ -91,6 +108,9 @@ class ModelClient:
     the server's ``Retry-After``), and all of it within one :class:`Deadline` (the caller's, else
     ``deadline_seconds``; the engine passes ``answer_deadline_seconds``). The SDK's own retries are
     off: they would not respect it.
+    The HTTP session (one pool of keep-alive connections) is opened on the first call, on the loop
+    that makes it, and closed by :meth:`aclose`; a proxy from the environment is looked up once,
+    when the client is made.
     ``clock``, ``sleep`` and ``jitter`` (a uniform draw in [0, 1)) are injectable for tests.
     """
 
@@ -114,15 +134,28 @@ class ModelClient:
         self._jitter = jitter
         self._ask_usage = True
         key = profile.api_key.get_secret_value() if profile.api_key else _NO_KEY
-        self._client = openai.AsyncOpenAI(
-            api_key=key,
-            base_url=profile.base_url,
-            timeout=timeout_seconds + 1.0,  # our own per-try timeout ends a wait first, and names it
-            max_retries=0,
-        )
+        self._url = URL(f"{(profile.base_url or DEFAULT_BASE_URL).rstrip('/')}/chat/completions")
+        self._proxy, self._proxy_auth = _env_proxy(self._url)
+        self._headers = {
+            "Authorization": f"Bearer {key}",
+            "Content-Type": "application/json",
+            "Accept": "text/event-stream, application/json",
+        }
+        self._session: aiohttp.ClientSession | None = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=_CONNECTIONS, limit_per_host=_CONNECTIONS),
+                timeout=aiohttp.ClientTimeout(total=None),  # each wait is bounded by :meth:`_bounded`
+                cookie_jar=aiohttp.DummyCookieJar(),
+            )
+        return self._session
 
     async def aclose(self) -> None:
-        await self._client.close()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     def deadline(self, seconds: float | None = None) -> Deadline:
         """A deadline starting now on this client's clock: ``seconds``, else ``deadline_seconds``, else none
@@ -170,7 +203,7 @@ class ModelClient:
             except ModelError as exc:
                 exc.tries = tries
                 raise
-            except (_TryTimeout, openai.APIError, httpx2.HTTPError, TimeoutError) as exc:
+            except (_TryTimeout, _StatusError, aiohttp.ClientError, TimeoutError) as exc:
                 if self._usage_refused(exc):
                     tries -= 1
                     continue
@@ -185,16 +218,16 @@ class ModelClient:
 
     def _usage_refused(self, exc: Exception) -> bool:
         """The endpoint refused ``stream_options``: ask again without it (remembered)."""
-        if not (isinstance(exc, openai.APIStatusError) and self._ask_usage):
+        if not (isinstance(exc, _StatusError) and self._ask_usage):
             return False
-        if exc.status_code in (400, 422) and _about_usage(exc):
+        if exc.status in (400, 422) and _about_usage(exc.body):
             log.info("%s rejected stream_options; asking without it", self.profile.model)
             self._ask_usage = False
             return True
         return False
 
     def _failure(self, exc: Exception, deadline: Deadline, streamed: bool) -> _Failure:
-        timed_out = isinstance(exc, (_TryTimeout, TimeoutError, openai.APITimeoutError, httpx2.TimeoutException))
+        timed_out = isinstance(exc, (_TryTimeout, TimeoutError))
         if (isinstance(exc, _TryTimeout) and exc.by_deadline) or (timed_out and deadline.remaining() <= 0):
             verb = "finish" if streamed else "answer"
             return _Failure(
@@ -204,13 +237,12 @@ class ModelClient:
             if streamed:
                 return _Failure(f"the model stopped answering for {self.timeout_seconds:g} s", retryable=False)
             return _Failure(f"the model did not answer within {self.timeout_seconds:g} s", True, timeout=True)
-        if isinstance(exc, openai.APIStatusError):
-            code = exc.status_code
+        if isinstance(exc, _StatusError):
+            code = exc.status
             retryable = code in _RETRY_STATUSES or code >= 500
-            return _Failure(
-                f"the model endpoint answered HTTP {code}", retryable, retry_after=_retry_after(exc.response.headers)
-            )
-        if isinstance(exc, openai.APIConnectionError) and not streamed:
+            reason = f"the model endpoint answered HTTP {code}"
+            return _Failure(reason, retryable, retry_after=_retry_after(exc.headers))
+        if isinstance(exc, aiohttp.ClientConnectionError) and not streamed:
             return _Failure("the model endpoint could not be reached", retryable=True)
         # the connection broke: before any text it is tried again, after some it is an answer cut short
         return _Failure("the connection to the model broke mid-answer", retryable=not streamed)
@@ -254,30 +286,99 @@ class ModelClient:
             params["stream_options"] = {"include_usage": True}
         else:
             params.pop("stream_options", None)
+        body = orjson.dumps(
+            {"model": self.profile.model, "messages": list(messages), "stream": True, **params}, default=dict
+        )
         async with contextlib.AsyncExitStack() as stack:
 
-            def opening() -> Awaitable[Any]:  # made only when time is left, so never left un-awaited
-                request = self._client.chat.completions.with_streaming_response.create(
-                    model=self.profile.model,
-                    messages=[],
-                    stream=True,
-                    extra_body={"messages": list(messages)},
-                    **params,
+            def opening() -> Awaitable[aiohttp.ClientResponse]:  # made only when time is left, never left un-awaited
+                request = self._http().post(
+                    self._url, data=body, headers=self._headers, proxy=self._proxy, proxy_auth=self._proxy_auth
                 )
                 return stack.enter_async_context(request)
 
             response = await self._bounded(opening, deadline)
+            if response.status >= 400:
+                text = await self._bounded(lambda: response.content.read(_ERROR_BODY_BYTES), deadline)
+                raise _StatusError(response.status, response.headers, text.decode("utf-8", "replace"))
             if "json" in response.headers.get("content-type", ""):
                 for item in _parse_completion(await self._bounded(response.read, deadline)):
                     yield item
                 return
-            lines = aiter(response.iter_lines())
-            while (line := await self._bounded(lambda: anext(lines, None), deadline)) is not None:
-                for item in _parse_sse_line(line):
+            # events arrive in network reads holding any number of lines; the text of one read is
+            # yielded as one piece
+            watch = _StreamWatch(response, self.timeout_seconds, deadline)
+            try:
+                rest = b""
+                while chunk := await watch.read():
+                    lines = (rest + chunk).split(b"\n")
+                    rest = lines.pop()
+                    for item in _joined(item for line in lines for item in _parse_sse_line(line)):
+                        yield item
+                for item in _parse_sse_line(rest):
                     yield item
+            finally:
+                watch.close()
 
 
-def _retry_after(headers: httpx2.Headers) -> float | None:
+class _StreamWatch:
+    """Bounds the reads of one streamed answer without a timer per read: a read may wait at most
+    ``idle`` seconds, and none goes past the deadline. One timer per stream, moved on lazily: when
+    a bound is reached it closes the response, so the waiting read (or the next) fails, with
+    :class:`_TryTimeout` saying which bound it was.
+    """
+
+    def __init__(self, response: aiohttp.ClientResponse, idle: float, deadline: Deadline) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._response = response
+        self._idle = idle
+        self._deadline_at = self._loop.time() + deadline.remaining()
+        self._since: float | None = None  # when the read now waiting began (loop time); None between reads
+        self._expired: _TryTimeout | None = None
+        self._timer = self._loop.call_at(min(self._deadline_at, self._loop.time() + idle), self._check)
+
+    def _check(self) -> None:
+        now = self._loop.time()
+        if now >= self._deadline_at:
+            self._expire(by_deadline=True)
+        elif self._since is not None and now >= self._since + self._idle:
+            self._expire(by_deadline=False)
+        else:
+            begun = now if self._since is None else self._since
+            self._timer = self._loop.call_at(min(self._deadline_at, begun + self._idle), self._check)
+
+    def _expire(self, *, by_deadline: bool) -> None:
+        self._expired = _TryTimeout(by_deadline)
+        self._response.close()
+
+    async def read(self) -> bytes:
+        """The next bytes of the body (b"" at its end)."""
+        if self._expired is not None:
+            raise self._expired
+        self._since = self._loop.time()
+        try:
+            return await self._response.content.readany()
+        except aiohttp.ClientError as exc:
+            if self._expired is not None:
+                raise self._expired from exc
+            raise
+        finally:
+            self._since = None
+
+    def close(self) -> None:
+        self._timer.cancel()
+
+
+def _env_proxy(url: URL) -> tuple[URL | None, aiohttp.BasicAuth | None]:
+    """The proxy that HTTP(S)_PROXY / NO_PROXY (and ~/.netrc) choose for ``url``, as the openai SDK
+    honours them: looked up once per client, not (as aiohttp's ``trust_env`` does) once per request."""
+    try:
+        return get_env_proxy_for_url(url)
+    except LookupError:
+        return None, None
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
     """The server's ``retry-after-ms`` or ``retry-after`` (seconds), if it sent a usable one."""
     with contextlib.suppress(ValueError, TypeError):
         if (ms := headers.get("retry-after-ms")) is not None:
@@ -287,17 +388,17 @@ def _retry_after(headers: httpx2.Headers) -> float | None:
     return None
 
 
-def _about_usage(exc: openai.APIStatusError) -> bool:
+def _about_usage(body: str) -> bool:
     """Whether a refusal names the usage option (and not, say, an over-long prompt)."""
-    text = f"{exc.message} {exc.body}".lower()
+    text = body.lower()
     return "stream_options" in text or "include_usage" in text
 
 
 def _parse_completion(body: bytes) -> list[str | Usage]:
     """A non-streamed ``chat.completion`` body → its text and usage."""
     try:
-        data = json.loads(body)
-    except json.JSONDecodeError as exc:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
         raise ModelError("the model endpoint sent a malformed answer") from exc
     if not isinstance(data, dict):
         raise ModelError("the model endpoint sent a malformed answer")
@@ -322,15 +423,32 @@ def _usage(data: dict[str, Any]) -> list[str | Usage]:
     ]
 
 
-def _parse_sse_line(line: str) -> list[str | Usage]:
-    if not line.startswith("data:"):
+def _joined(items: Iterable[str | Usage]) -> list[str | Usage]:
+    """``items`` with each run of consecutive text pieces joined into one."""
+    out: list[str | Usage] = []
+    text: list[str] = []
+    for item in items:
+        if isinstance(item, str):
+            text.append(item)
+            continue
+        if text:
+            out.append("".join(text))
+            text = []
+        out.append(item)
+    if text:
+        out.append("".join(text))
+    return out
+
+
+def _parse_sse_line(line: bytes) -> list[str | Usage]:
+    if not line.startswith(b"data:"):
         return []
     data = line[5:].strip()
-    if not data or data == "[DONE]":
+    if not data or data == b"[DONE]":
         return []
     try:
-        chunk = json.loads(data)
-    except json.JSONDecodeError as exc:
+        chunk = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
         raise ModelError("the model endpoint sent a malformed stream") from exc
     if not isinstance(chunk, dict):
         return []

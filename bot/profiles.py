@@ -108,9 +108,17 @@ class ProfileRegistry:
         self._key = state.key("profiles")
         self._seen: dict[str, str] = {}
 
+    @property
+    def key(self) -> str:
+        """The Redis hash of registered profiles (name → JSON)."""
+        return self._key
+
     async def refresh(self) -> None:
         """Read the registered profiles again; cheap when nothing changed."""
-        raw = cast(dict[str, str], await self._state.redis.hgetall(self._key))
+        self.apply(cast(dict[str, str], await self._state.redis.hgetall(self._key)))
+
+    def apply(self, raw: dict[str, str]) -> None:
+        """Merge the registered profiles ``raw`` (the hash at :attr:`key`, read by the caller) into the router."""
         if raw == self._seen:
             return
         self._seen = dict(raw)

@@ -13,12 +13,13 @@ import re
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
+import orjson
 import redis.asyncio as aioredis
-from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -27,16 +28,19 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 log = logging.getLogger(__name__)
 
 # Fixed-window counter: INCR, set the window on first hit, report the TTL when over the limit.
-_RATE_LIMIT_LUA = """
-local count = redis.call('INCR', KEYS[1])
-if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
-if count > tonumber(ARGV[1]) then
-  local ttl = redis.call('TTL', KEYS[1])
-  if ttl < 0 then redis.call('EXPIRE', KEYS[1], ARGV[2]); ttl = tonumber(ARGV[2]) end
-  return ttl
+_RATE_LIMIT_FN = """
+local function hit_rate_limit(key, limit, window)
+  local count = redis.call('INCR', key)
+  if count == 1 then redis.call('EXPIRE', key, window) end
+  if count > tonumber(limit) then
+    local ttl = redis.call('TTL', key)
+    if ttl < 0 then redis.call('EXPIRE', key, window); ttl = tonumber(window) end
+    return ttl
+  end
+  return 0
 end
-return 0
 """
+_RATE_LIMIT_LUA = _RATE_LIMIT_FN + "return hit_rate_limit(KEYS[1], ARGV[1], ARGV[2])"
 
 # One 👍/👎 per user on a trace, and the trace's running vote counts (plain integers, so they stay
 # JSON like every trace field): a changed vote moves one count, a repeated one moves nothing.
@@ -55,11 +59,35 @@ return 1
 # Event claims, two states on one key: "run:<owner token>" with a short lease while an answer is in
 # progress (renewed by its owner), then "done" for the dedup TTL. Each change is one atomic script.
 # Claim: take a free key; else say who holds it (the value), so a repeat is logged for what it is.
-_CLAIM_EVENT_LUA = """
-local held = redis.call('GET', KEYS[1])
-if held then return held end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return false
+_CLAIM_EVENT_FN = """
+local function claim_event(key, token, lease_ms)
+  local held = redis.call('GET', key)
+  if held then return held end
+  redis.call('SET', key, token, 'PX', lease_ms)
+  return false
+end
+"""
+_CLAIM_EVENT_LUA = _CLAIM_EVENT_FN + "return claim_event(KEYS[1], ARGV[1], ARGV[2])"
+
+# Everything a message needs before it is answered, in one round trip: claim the event (stop when
+# another claim holds it), count the rate limits (stop at the first that is over), then read the
+# registered profiles, the channel's settings and the conversation's history.
+# KEYS: event, profiles, channel, history, rate buckets…  ARGV: token ('' = no event), lease ms,
+# read channel ('1'/'0'), read history ('1'/'0'), then limit and window for each rate bucket.
+# Returns {held claim or '', seconds to wait or 0, profiles, channel, history}.
+_BEGIN_MESSAGE_LUA = _CLAIM_EVENT_FN + _RATE_LIMIT_FN + """
+if ARGV[1] ~= '' then
+  local held = claim_event(KEYS[1], ARGV[1], ARGV[2])
+  if held then return {held} end
+end
+for i = 5, #KEYS do
+  local wait = hit_rate_limit(KEYS[i], ARGV[2 * i - 5], ARGV[2 * i - 4])
+  if wait > 0 then return {'', wait} end
+end
+local channel, history = {}, {}
+if ARGV[3] == '1' then channel = redis.call('HGETALL', KEYS[3]) end
+if ARGV[4] == '1' then history = redis.call('LRANGE', KEYS[4], 0, -1) end
+return {'', 0, redis.call('HGETALL', KEYS[2]), channel, history}
 """
 
 # Renew: extend the lease only while it is still ours (not run out and taken by another replica).
@@ -70,10 +98,54 @@ return 0
 
 # Finish: mark done when the claim is ours, or ran out with nobody else taking it since; never
 # overwrite another replica's claim.
-_FINISH_EVENT_LUA = """
-local held = redis.call('GET', KEYS[1])
-if held and held ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], 'done', 'EX', ARGV[2])
+_FINISH_EVENT_FN = """
+local function finish_event(key, token, ttl)
+  local held = redis.call('GET', key)
+  if held and held ~= token then return 0 end
+  redis.call('SET', key, 'done', 'EX', ttl)
+  return 1
+end
+"""
+_FINISH_EVENT_LUA = _FINISH_EVENT_FN + "return finish_event(KEYS[1], ARGV[1], ARGV[2])"
+
+# The writes of one answer, each on its own key: the trace (a hash of JSON values, with its TTL),
+# the conversation's history (turns appended, the list trimmed to the last max_turns exchanges; a
+# max_turns of 0 or less keeps no history), and the trace's place in a time index (entries older
+# than the trace TTL dropped).
+_ANSWER_FNS = """
+local function save_trace(key, ttl, fields)
+  redis.call('HSET', key, unpack(fields))
+  redis.call('EXPIRE', key, ttl)
+end
+local function append_turns(key, max_turns, ttl, rows)
+  if tonumber(max_turns) <= 0 then redis.call('DEL', key); return end
+  redis.call('RPUSH', key, unpack(rows))
+  redis.call('LTRIM', key, -2 * tonumber(max_turns), -1)
+  redis.call('EXPIRE', key, ttl)
+end
+local function index_trace(key, trace_id, at, cutoff, ttl)
+  redis.call('ZADD', key, at, trace_id)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. cutoff)
+  redis.call('EXPIRE', key, ttl)
+end
+"""
+_SAVE_TRACE_LUA = _ANSWER_FNS + "save_trace(KEYS[1], ARGV[1], {unpack(ARGV, 2)})"
+_APPEND_TURNS_LUA = _ANSWER_FNS + "append_turns(KEYS[1], ARGV[1], ARGV[2], {unpack(ARGV, 3)})"
+_INDEX_TRACE_LUA = _ANSWER_FNS + "index_trace(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4])"
+
+# All of them at once, and the event marked done, on one Redis (keys in any slot): one atomic script.
+# KEYS: trace, history, channel index, global index, event.
+# ARGV: trace TTL, trace id, created at, index cutoff, n, n trace field/value items, m, m history rows,
+# max_turns, history TTL, claim token ('' = no event to finish), dedup TTL.
+_SAVE_ANSWER_LUA = _ANSWER_FNS + _FINISH_EVENT_FN + """
+local n = tonumber(ARGV[5])
+save_trace(KEYS[1], ARGV[1], {unpack(ARGV, 6, 5 + n)})
+local at = 6 + n
+local m = tonumber(ARGV[at])
+if m > 0 then append_turns(KEYS[2], ARGV[at + m + 1], ARGV[at + m + 2], {unpack(ARGV, at + 1, at + m)}) end
+index_trace(KEYS[3], ARGV[2], ARGV[3], ARGV[4], ARGV[1])
+index_trace(KEYS[4], ARGV[2], ARGV[3], ARGV[4], ARGV[1])
+if ARGV[at + m + 3] ~= '' then finish_event(KEYS[5], ARGV[at + m + 3], ARGV[at + m + 4]) end
 return 1
 """
 
@@ -104,6 +176,32 @@ class EventClaim:
 
 
 @dataclass(frozen=True, slots=True)
+class RateLimit:
+    """One fixed-window counter a message counts against: at most ``limit`` hits per ``window_seconds``."""
+
+    bucket: str
+    limit: int
+    window_seconds: int
+
+
+@dataclass(slots=True)
+class MessageStart:
+    """What :meth:`StateStore.begin_message` found.
+
+    ``held``: the event is done, or being answered by another claim (nothing else was done).
+    ``rate_wait``: seconds until a rate limit's window resets (nothing was read).
+    Else ``claim`` (None for a message without an event id), and what was asked to be read.
+    """
+
+    held: str | None = None
+    claim: EventClaim | None = None
+    rate_wait: int = 0
+    profiles: dict[str, str] = field(default_factory=dict)
+    channel: dict[str, str] = field(default_factory=dict)
+    history: list[Turn] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
 class AuditEntry:
     id: str
     at: float
@@ -113,6 +211,13 @@ class AuditEntry:
     before: str
     after: str
 
+
+POOL_CONNECTIONS = 100
+"""Connections to one Redis server; each answer holds one while it talks to Redis (twice per answer)."""
+POOL_WAIT_SECONDS = 10.0
+"""How long a command waits for a free connection when all :data:`POOL_CONNECTIONS` are busy."""
+POOL_CONNECTIONS_UNQUEUED = 1000
+"""Connections per node for cluster and Sentinel clients, whose pools fail instead of waiting when full."""
 
 CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 """URL schemes that name a Redis Cluster (any one node of it), and the plain scheme each stands for."""
@@ -188,6 +293,9 @@ def connect_redis(url: str | None, client_name: str = "bothbot") -> tuple[aiored
 
     Returns the client and whether it is in-process. Real connections retry on connection
     errors with backoff, so a Redis restart (or a cluster failover) costs a short wait, not a lost message.
+    A plain URL gets a pool of at most :data:`POOL_CONNECTIONS` connections in which a command waits
+    (up to :data:`POOL_WAIT_SECONDS`) for a free one, so a burst of conversations queues instead of
+    failing; a cluster or Sentinel client may open up to :data:`POOL_CONNECTIONS_UNQUEUED` per node.
     """
     if url is None:
         import fakeredis
@@ -202,12 +310,14 @@ def connect_redis(url: str | None, client_name: str = "bothbot") -> tuple[aiored
         "client_name": re.sub(r"[^\w:.-]", "_", client_name),
     }
     if url.partition("://")[0].lower() in SENTINEL_SCHEMES:
-        return _connect_sentinel(url, **options), False
+        return _connect_sentinel(url, max_connections=POOL_CONNECTIONS_UNQUEUED, **options), False
     if node_url(url) != url:
-        from redis.asyncio.cluster import RedisCluster
-
-        return cast(aioredis.Redis, RedisCluster.from_url(node_url(url), **options)), False
-    return aioredis.Redis.from_url(url, **options), False
+        cluster = RedisCluster.from_url(node_url(url), max_connections=POOL_CONNECTIONS_UNQUEUED, **options)
+        return cast(aioredis.Redis, cluster), False
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=POOL_CONNECTIONS, timeout=POOL_WAIT_SECONDS, **options
+    )
+    return aioredis.Redis.from_pool(pool), False
 
 
 class StateStore:
@@ -223,6 +333,13 @@ class StateStore:
         self._renew_event = redis.register_script(_RENEW_EVENT_LUA)
         self._finish_event = redis.register_script(_FINISH_EVENT_LUA)
         self._release_event = redis.register_script(_RELEASE_EVENT_LUA)
+        self._begin_message = redis.register_script(_BEGIN_MESSAGE_LUA)
+        self._save_answer = redis.register_script(_SAVE_ANSWER_LUA)
+        self._save_trace = redis.register_script(_SAVE_TRACE_LUA)
+        self._append_turns = redis.register_script(_APPEND_TURNS_LUA)
+        self._index_trace = redis.register_script(_INDEX_TRACE_LUA)
+        # a cluster keeps keys in many slots: one script or transaction may only touch one of them
+        self.cluster = isinstance(redis, RedisCluster)
 
     def key(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
@@ -239,6 +356,90 @@ class StateStore:
 
     async def aclose(self) -> None:
         await self.redis.aclose()
+
+    # --- the start of a message ------------------------------------------------------------
+
+    async def begin_message(
+        self,
+        *,
+        event_id: str | None,
+        lease_seconds: float,
+        profiles_key: str,
+        rate_limits: Sequence[RateLimit] = (),
+        channel_key: str | None = None,
+        conversation_key: str | None = None,
+    ) -> MessageStart:
+        """Claim ``event_id`` (as :meth:`claim_event`), count ``rate_limits`` in order (as
+        :meth:`hit_rate_limit`, stopping at the first that is over), and read the hash at
+        ``profiles_key``, the channel's overrides and the conversation's history: one round trip
+        (one script). On a Redis Cluster the keys live in different slots, so the same steps are
+        made one after another (claim, each limit, then the reads in one pipeline).
+        """
+        limits = [r for r in rate_limits if r.limit > 0]
+        claim = EventClaim(event_id, f"run:{uuid.uuid4().hex}") if event_id else None
+        if self.cluster:
+            return await self._begin_message_steps(
+                claim, lease_seconds, profiles_key, limits, channel_key, conversation_key
+            )
+        keys = [
+            self.key("event", event_id or "_"),
+            profiles_key,
+            self.key("channel", channel_key or "_"),
+            self.key("history", conversation_key or "_"),
+            *(self.key("rate", r.bucket) for r in limits),
+        ]
+        args: list[str | int] = [
+            claim.token if claim else "",
+            _ms(lease_seconds),
+            "1" if channel_key is not None else "0",
+            "1" if conversation_key is not None else "0",
+        ]
+        for r in limits:
+            args += [r.limit, r.window_seconds]
+        found = cast(list[Any], await self._begin_message(keys=keys, args=args))
+        if found[0]:
+            log.info("event %s is %s", event_id, "already answered" if found[0] == EVENT_DONE else "being answered")
+            return MessageStart(held=str(found[0]))
+        if int(found[1]):
+            return MessageStart(claim=claim, rate_wait=int(found[1]))
+        return MessageStart(
+            claim=claim,
+            profiles=_pairs(found[2]),
+            channel=_pairs(found[3]),
+            history=self._turns(found[4], conversation_key or ""),
+        )
+
+    async def _begin_message_steps(
+        self,
+        claim: EventClaim | None,
+        lease_seconds: float,
+        profiles_key: str,
+        limits: Sequence[RateLimit],
+        channel_key: str | None,
+        conversation_key: str | None,
+    ) -> MessageStart:
+        if claim is not None:
+            key = self.key("event", claim.event_id)
+            held = await self._claim_event(keys=[key], args=[claim.token, _ms(lease_seconds)])
+            if held:
+                return MessageStart(held=str(held))
+        for r in limits:
+            wait = await self.hit_rate_limit(r.bucket, r.limit, r.window_seconds)
+            if wait:
+                return MessageStart(claim=claim, rate_wait=wait)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(profiles_key)
+        if channel_key is not None:
+            pipe.hgetall(self.key("channel", channel_key))
+        if conversation_key is not None:
+            pipe.lrange(self.key("history", conversation_key), 0, -1)
+        found = iter(await pipe.execute())
+        return MessageStart(
+            claim=claim,
+            profiles=dict(next(found)),
+            channel=dict(next(found)) if channel_key is not None else {},
+            history=self._turns(cast(list[str], next(found)), conversation_key) if conversation_key is not None else [],
+        )
 
     # --- dedup and limits ---------------------------------------------------------------
 
@@ -299,11 +500,15 @@ class StateStore:
     # --- history ----------------------------------------------------------------------------
 
     async def history(self, conversation_key: str) -> list[Turn]:
-        raw = await self.redis.lrange(self.key("history", conversation_key), 0, -1)
+        raw = cast(list[str], await self.redis.lrange(self.key("history", conversation_key), 0, -1))
+        return self._turns(raw, conversation_key)
+
+    @staticmethod
+    def _turns(raw: Sequence[str], conversation_key: str) -> list[Turn]:
         turns: list[Turn] = []
         for item in raw:
             try:
-                data = json.loads(item)
+                data = orjson.loads(item)
                 experiment = data.get("experiment")
                 turns.append(
                     Turn(
@@ -322,26 +527,10 @@ class StateStore:
     async def append_turns(
         self, conversation_key: str, turns: Sequence[Turn], *, max_turns: int, ttl_seconds: int
     ) -> None:
-        pipe = self.redis.pipeline(transaction=True)
-        self._queue_turns(pipe, conversation_key, turns, max_turns=max_turns, ttl_seconds=ttl_seconds)
-        await pipe.execute()
-
-    def _queue_turns(
-        self, pipe: Pipeline, conversation_key: str, turns: Sequence[Turn], *, max_turns: int, ttl_seconds: int
-    ) -> None:
-        key = self.key("history", conversation_key)
-        if max_turns <= 0:
-            pipe.delete(key)
-            return
-        rows = []
-        for t in turns:
-            row = {"role": t.role, "content": t.content}
-            if t.experiment is not None:
-                row["experiment"] = t.experiment
-            rows.append(json.dumps(row))
-        pipe.rpush(key, *rows)
-        pipe.ltrim(key, -2 * max_turns, -1)
-        pipe.expire(key, ttl_seconds)
+        """Append ``turns``, keep the last ``max_turns`` exchanges (none when it is 0 or less): one script."""
+        if turns:
+            rows = _turn_rows(turns)
+            await self._append_turns(keys=[self.key("history", conversation_key)], args=[max_turns, ttl_seconds, *rows])
 
     async def forget(self, conversation_key: str) -> bool:
         return bool(await self.redis.delete(self.key("history", conversation_key)))
@@ -387,37 +576,46 @@ class StateStore:
         turns: Sequence[Turn] = (),
         max_turns: int = 0,
         history_ttl_seconds: int = 0,
+        finish: EventClaim | None = None,
+        dedup_ttl_seconds: int = 0,
     ) -> None:
-        """Every write of one answer: the trace, the history turns (when given), and the trace's place in
-        the channel and global time indexes, each index trimmed to the trace TTL.
+        """Every write of one answer: the trace, the history turns (when given), the trace's place in
+        the channel and global time indexes (each trimmed to the trace TTL), and, with ``finish``, the
+        event marked done (as :meth:`finish_event`, for ``dedup_ttl_seconds``).
 
-        The keys live in different Redis Cluster slots, so this is not one transaction. What holds:
-        the trace (hash + TTL) is written whole in one transaction before anything else, so an index
-        entry never points at a trace that was not written; then the history turns (one transaction on
-        their list) and each index (one transaction per index) go together. A failure part way leaves
-        a saved trace missing from an index (found by id, not in exports) or missing its history turns,
-        never a half-written trace or history.
+        On one Redis it is one script (one round trip), atomic: nobody sees it half done, and a lost
+        connection leaves all of it or none, so an answer is never saved without its event marked
+        done. On a Redis Cluster the keys live in different slots, so it is not: the trace (hash +
+        TTL) is written whole by one script first, so an index entry never points at a trace that was
+        not written; then the history turns, each index and the event, one script each, together. A
+        failure part way there leaves a saved trace missing from an index (found by id, not in
+        exports) or missing its history turns, never a half-written trace or history.
 
         ``trace`` must hold ``channel`` and ``created_at`` (seconds since the epoch).
         """
         created_at = float(trace["created_at"])
-        key = self.key("trace", trace_id)
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(key, mapping={k: json.dumps(v) for k, v in trace.items()})
-        pipe.expire(key, trace_ttl_seconds)
-        await pipe.execute()
-        writes = []
-        if conversation_key is not None and turns:
-            history = self.redis.pipeline(transaction=True)
-            self._queue_turns(history, conversation_key, turns, max_turns=max_turns, ttl_seconds=history_ttl_seconds)
-            writes.append(history)
-        for index in (self.trace_index(str(trace["channel"])), self.trace_index()):
-            entry = self.redis.pipeline(transaction=True)
-            entry.zadd(index, {trace_id: created_at})
-            entry.zremrangebyscore(index, "-inf", f"({created_at - trace_ttl_seconds}")
-            entry.expire(index, trace_ttl_seconds)
-            writes.append(entry)
-        await asyncio.gather(*(write.execute() for write in writes))
+        fields: list[str | bytes] = [item for name, value in trace.items() for item in (name, orjson.dumps(value))]
+        rows = _turn_rows(turns) if conversation_key is not None else []
+        history_key = self.key("history", conversation_key or "_")
+        indexes = (self.trace_index(str(trace["channel"])), self.trace_index())
+        timing: list[str | int] = [trace_id, repr(created_at), repr(created_at - trace_ttl_seconds), trace_ttl_seconds]
+        event_key = self.key("event", finish.event_id if finish else "_")
+        if not self.cluster:
+            await self._save_answer(
+                keys=[self.key("trace", trace_id), history_key, *indexes, event_key],
+                args=[
+                    trace_ttl_seconds, *timing[:3], len(fields), *fields, len(rows), *rows,
+                    max_turns, history_ttl_seconds, finish.token if finish else "", dedup_ttl_seconds,
+                ],
+            )
+            return
+        await self._save_trace(keys=[self.key("trace", trace_id)], args=[trace_ttl_seconds, *fields])
+        writes = [self._index_trace(keys=[index], args=timing) for index in indexes]
+        if rows:
+            writes.append(self._append_turns(keys=[history_key], args=[max_turns, history_ttl_seconds, *rows]))
+        if finish is not None:
+            writes.append(self._finish_event(keys=[event_key], args=[finish.token, dedup_ttl_seconds]))
+        await asyncio.gather(*writes)
 
     async def save_trace(self, trace_id: str, trace: Mapping[str, Any], ttl_seconds: int) -> None:
         await self.save_answer(trace_id, trace, trace_ttl_seconds=ttl_seconds)
@@ -506,6 +704,22 @@ def _decode_trace(raw: Any, fields: Sequence[str] | None) -> dict[str, Any] | No
         return {name: None if v is None else json.loads(v) for name, v in zip(fields, values, strict=True)}
     mapping = cast(dict[str, str], raw)
     return {k: json.loads(v) for k, v in mapping.items()} if mapping else None
+
+
+def _turn_rows(turns: Sequence[Turn]) -> list[bytes]:
+    """History turns as stored: one JSON object per list entry."""
+    rows = []
+    for t in turns:
+        row = {"role": t.role, "content": t.content}
+        if t.experiment is not None:
+            row["experiment"] = t.experiment
+        rows.append(orjson.dumps(row))
+    return rows
+
+
+def _pairs(flat: Sequence[str]) -> dict[str, str]:
+    """A hash as a script returns it (field, value, field, value…) → a dict."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
 def _ms(seconds: float) -> int:

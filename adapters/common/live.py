@@ -4,9 +4,9 @@
 each platform writes (Slack: native streaming or ``chat.update`` edits; Discord: message edits):
 
 - the first event opens the reply (``start``; with the status when the first event is one);
-- text is handed over as it arrives (``append``: the sink keeps it, and when a message is full
-  continues in a new one) and shown at most once per throttle interval (``flush``), so deltas
-  that arrive in between are coalesced into one edit;
+- text is handed over as it arrives (``append``: the sink only keeps it) and shown at most once
+  per throttle interval (``flush``: when a message is full, the sink finishes it and continues in
+  a new one then, never in between), so deltas that arrive in between are coalesced into one edit;
 - text held back by the throttle is shown as soon as the interval is over, even while the model
   pauses, without waiting for the next event;
 - the final edit (``finish``, with the final answer or ``None`` when the stream broke off) is
@@ -82,11 +82,12 @@ class MessageSink(Protocol):
         ...
 
     async def append(self, delta: str) -> None:
-        """Keep ``delta``; when a message is full, finish it and continue in a new one."""
+        """Keep ``delta`` (shown by the next ``flush`` or ``finish``; nothing is sent here)."""
         ...
 
     async def flush(self) -> None:
-        """Show what is pending (the throttle allows an edit now)."""
+        """Show what is pending (the throttle allows an edit now); when a message is full, finish
+        it and continue in a new one."""
         ...
 
     async def finish(self, final: FinalAnswer | None) -> None:

@@ -10,7 +10,9 @@ the shared splitter), and both escape the text with the one ``adapters.slack.mrk
 ``<!channel>``, ``<!here>`` or ``<@U…>`` in a question or a document never reach Slack as a
 mention. When to show held-back text is the shared live message's business
 (``adapters.common.live``): it calls ``flush`` when the throttle allows; ``append`` only takes
-text (and continues a full message in a new one).
+text, and a full message is finished and continued in a new one by ``flush`` (or ``finish``), so
+even then there is at most one edit per throttle interval, besides the calls that close a full
+message and open the next.
 """
 
 from __future__ import annotations
@@ -156,7 +158,11 @@ class EditSink:
                 self.throttle.mark()
 
     async def append(self, delta: str) -> None:
-        self.current += delta
+        self.current += delta  # a full message is continued at the next flush, when the throttle allows
+        self._dirty = True
+
+    async def _continue_full(self) -> None:
+        """While the message is over its limit: finish it with what fits, continue in a new one."""
         while mrkdwn_size(self.current) > self.limit:
             head, rest = split_head(self.current, self.limit, mrkdwn_size)
             await self._edit(head, force=True)
@@ -166,14 +172,15 @@ class EditSink:
                 await self._post(text, blocks)
             else:  # the rest is posted when complete (or full)
                 self.ts, self.shown = None, None
-        self._dirty = True
 
     async def flush(self) -> None:
         self._dirty = False
-        await self._edit(self.current)
+        await self._continue_full()
+        await self._edit(self.current)  # nothing to do when the new message already shows it
 
     async def finish(self, final: FinalAnswer | None) -> None:
         self._dirty = False
+        await self._continue_full()
         await self._edit(self.current.rstrip(), final, force=True)
 
 
@@ -219,6 +226,11 @@ class NativeStreamSink:
         return None  # the streaming message shows its own progress until text arrives
 
     async def flush(self) -> None:
+        if await self._continue_full():
+            return  # a new stream was just opened: the rest goes at the next flush, when the throttle allows
+        await self._send_buffer()
+
+    async def _send_buffer(self) -> None:
         if self.buffer:
             await self._send(self.buffer)
             self.buffer = ""
@@ -232,7 +244,12 @@ class NativeStreamSink:
         self.throttle.mark()
 
     async def append(self, delta: str) -> None:
-        self.buffer += delta
+        self.buffer += delta  # a full stream is continued at the next flush, when the throttle allows
+
+    async def _continue_full(self) -> bool:
+        """While the stream cannot take the buffer: append what fits, stop it, start a new one.
+        True when a new stream was started."""
+        continued = False
         while self.streamed + stream_size(self.buffer) > self.limit:
             room = self.limit - self.streamed
             head, rest = split_head(self.buffer, room, stream_size) if room > 200 else ("", self.buffer)
@@ -241,6 +258,8 @@ class NativeStreamSink:
             self.buffer = rest  # only now: until Slack took the head, all of it is still unsent
             await self.stop(None)
             await self.start(None)
+            continued = True
+        return continued
 
     async def stop(self, final: FinalAnswer | None) -> None:
         if self.ts is None:
@@ -253,5 +272,6 @@ class NativeStreamSink:
         await self.client.chat_stopStream(**kwargs)
 
     async def finish(self, final: FinalAnswer | None) -> None:
-        await self.flush()
+        await self._continue_full()
+        await self._send_buffer()
         await self.stop(final)

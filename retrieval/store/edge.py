@@ -1,13 +1,15 @@
 """Embedded backend: qdrant-edge, Qdrant's in-process engine, persisted under the data directory.
 
-Every call into the engine blocks (and holds the GIL while it runs), so each goes through
-``asyncio.to_thread``. The engine locks its write-ahead log: a second process (or a second open
+Every call into the engine blocks and holds the GIL while it runs. Searches (a millisecond or
+less at 100,000 chunks) run on the event loop's thread; everything else (writes, scrolls,
+counts, optimisation) goes through ``asyncio.to_thread``. The engine locks its write-ahead log: a second process (or a second open
 in this one) fails with ``WouldBlock``, turned here into ``StoreLockedError``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -68,7 +70,9 @@ def _sparse(vec: SparseVec) -> qe.SparseVector:
     return qe.SparseVector(cast(list[int], vec.indices), cast(list[float], vec.values))
 
 
-def _scope_filter(kbs: Sequence[str], channel: str | None) -> qe.Filter:
+@functools.lru_cache(maxsize=4096)
+def _scope_filter(kbs: tuple[str, ...], channel: str | None) -> qe.Filter:
+    """The filter of a search from ``channel`` in ``kbs``; made once per scope (the engine copies it per query)."""
     return qe.Filter(
         must=[
             qe.FieldCondition("kb", match=qe.MatchAny(list(kbs))),
@@ -219,7 +223,7 @@ class EdgeStore:
             dense = None
             if not sparse:
                 return SearchHits([])
-        flt = _scope_filter(kbs, channel)
+        flt = _scope_filter(tuple(kbs), channel)
         sparse_q = qe.Query.Nearest(_sparse(sparse), using=SPARSE_NAME) if sparse else None
         dense_q = qe.Query.Nearest(dense, using=DENSE_NAME) if dense is not None else None
         params = qe.SearchParams(hnsw_ef=hnsw_ef) if hnsw_ef else None
@@ -237,7 +241,9 @@ class EdgeStore:
             request = qe.QueryRequest(
                 limit=limit, query=query, filter=flt, with_payload=True, params=params if dense_q is not None else None
             )
-        points = await self._run(self._shard.query, request)
+        # on the loop thread: the engine holds the GIL while it runs, so a worker thread would stall
+        # the loop just as long, and the hop itself costs more than a small query (bench/RESULTS.md)
+        points = self._shard.query(request)
         return hits_from(points, dense, fused=sparse_q is not None, dense_name=DENSE_NAME)
 
     async def count(self, kbs: Sequence[str] | None = None) -> int:

@@ -13,7 +13,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +21,12 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
+from bot.channels import ChannelSettings
 from bot.messages import FinalAnswer, Status
 from bot.runtime import Runtime
-from bot.state import EVENT_DONE, StateStore, Turn, connect_redis
+from bot.state import EVENT_DONE, POOL_CONNECTIONS, StateStore, connect_redis
 from tests.conftest import TEST_REDIS_URL
-from tests.core.helpers import collect, message
+from tests.core.helpers import ask, collect, message
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_payloads import SIGNING_SECRET, app_mention, event_callback, sign
 from tests.fakes.slack_server import BOT_TOKEN, FakeSlack
@@ -120,16 +121,16 @@ async def test_answer_failing_before_a_reply_frees_the_claim_for_the_retry(
 ) -> None:
     runtime: Runtime = await start_runtime(**model_settings)
 
-    async def broken_history(conversation_key: str) -> list[Turn]:
-        raise ConnectionError("Redis went away mid-answer")
+    def broken_settings(channel_key: str, overrides: Mapping[str, str]) -> ChannelSettings:
+        raise RuntimeError("a fault after the claim, before any reply")
 
-    healthy_history = runtime.state.history
-    runtime.state.history = broken_history  # type: ignore[method-assign]
+    healthy_settings = runtime.engine.channels.resolve
+    runtime.engine.channels.resolve = broken_settings  # type: ignore[method-assign]
     msg = message("How do I request a laptop?")
-    with pytest.raises(ConnectionError):
+    with pytest.raises(RuntimeError):
         await collect(runtime.engine, msg)
     assert await runtime.state.event_state(msg.event_id) is None  # freed, not left to run out
-    runtime.state.history = healthy_history  # type: ignore[method-assign]
+    runtime.engine.channels.resolve = healthy_settings  # type: ignore[method-assign]
     events = await collect(runtime.engine, msg)  # the platform's retry
     assert isinstance(events[-1], FinalAnswer) and events[-1].kind == "answer"
     assert await runtime.state.event_state(msg.event_id) == EVENT_DONE
@@ -290,3 +291,18 @@ async def test_a_replica_killed_mid_answer_loses_nothing(
             for bot in (first, second):
                 await bot.stop()
     assert second.process.returncode == 0, "".join(second.lines)
+
+
+async def test_a_burst_of_conversations_beyond_the_redis_pool_is_answered_whole(
+    start_runtime: Any, model_settings: dict[str, Any], openai_server: FakeOpenAI
+) -> None:
+    """More answers start at once than the pool has connections: they wait for one, none fails."""
+    runtime: Runtime = await start_runtime(**{**model_settings, "rate_limit_user": 0, "rate_limit_channel": 0})
+    burst = POOL_CONNECTIONS + 50
+    finals = await asyncio.gather(
+        *(ask(runtime.engine, "How do I request a laptop?", thread=f"burst-{i}", user=f"U{i}") for i in range(burst))
+    )
+    assert [f.kind for f in finals] == ["answer"] * burst
+    assert len(openai_server.chat_requests) == burst
+    lengths = [await runtime.state.history_length(f"slack:T1:C1:burst-{i}") for i in range(burst)]
+    assert lengths == [2] * burst

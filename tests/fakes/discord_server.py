@@ -8,7 +8,9 @@ discord.py's ``json_or_text`` requires) and rate-limit headers; a 429 carries ``
 HEARTBEAT(1)/ACK(11), RESUME(6) → replay of missed dispatches → RESUMED, with sequence numbers.
 
 Tests assert on what the fake received (``requests``, ``messages``, ``callbacks``) and wait on
-``wait_for(predicate)``, which wakes on every change — no sleeps.
+``wait_for(predicate)``, which wakes on every change — no sleeps. With ``record_times=True``
+(off by default) every stored message also keeps ``times``: when each of its ``versions`` was
+stored (``time.monotonic()``), one entry per version.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import asyncio
 import json
 import re
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +48,7 @@ class StoredMessage:
     payload: JSON
     versions: list[JSON] = field(default_factory=list)
     webhook_token: str | None = None
+    times: list[float] = field(default_factory=list)  # when each version was stored (``record_times``)
 
     @property
     def content(self) -> str:
@@ -72,8 +76,11 @@ def _ratelimit_headers(remaining: int = 4, reset_after: float = 0.001) -> dict[s
 class FakeDiscord:
     """One Discord application with one guild, a bot user and a few members."""
 
-    def __init__(self, *, token: str = "fake-discord-token", echo_own_messages: bool = True) -> None:
+    def __init__(
+        self, *, token: str = "fake-discord-token", echo_own_messages: bool = True, record_times: bool = False
+    ) -> None:
         self.token = token
+        self.record_times = record_times
         self.echo_own_messages = echo_own_messages
         self.bare_callbacks = False  # True: answer callbacks 204 even when ?with_response asks for a body
         self.application_id = p.snowflake()
@@ -206,7 +213,7 @@ class FakeDiscord:
             reference=reference,
             member_payload=p.member(author, roles=roles) if guild_id else None,
         )
-        self.messages[payload["id"]] = StoredMessage(payload, [payload])
+        self.messages[payload["id"]] = self._stamp(StoredMessage(payload, [payload]))
         await self.dispatch("MESSAGE_CREATE", payload)
         return payload
 
@@ -437,6 +444,12 @@ class FakeDiscord:
             embeds=body.get("embeds") or [],
         )
 
+    def _stamp(self, stored: StoredMessage) -> StoredMessage:
+        """With ``record_times``: note when its latest version was stored."""
+        if self.record_times:
+            stored.times.append(time.monotonic())
+        return stored
+
     def _is_thread(self, channel_id: str) -> bool:
         return self.channels.get(channel_id, {}).get("type") == 11
 
@@ -448,7 +461,7 @@ class FakeDiscord:
             error = {"message": "Invalid Form Body", "code": 50035}
             return _json(error, 400)
         payload = self._message_from_body(channel_id, body)
-        self.messages[payload["id"]] = StoredMessage(payload, [payload])
+        self.messages[payload["id"]] = self._stamp(StoredMessage(payload, [payload]))
         if self.echo_own_messages:
             await self.dispatch("MESSAGE_CREATE", payload)
         return payload
@@ -466,6 +479,7 @@ class FakeDiscord:
         payload["edited_timestamp"] = p.now_iso()
         stored.payload = payload
         stored.versions.append(payload)
+        self._stamp(stored)
         return payload
 
     async def _create_thread(self, channel_id: str, message_id: str, body: Any = None) -> Any:
@@ -503,7 +517,7 @@ class FakeDiscord:
             token_channel = self._interaction_channels[token]
             message = self._message_from_body(token_channel, body.get("data") or {})
             message["flags"] = flags
-            self.messages[message["id"]] = StoredMessage(message, [message], webhook_token=token)
+            self.messages[message["id"]] = self._stamp(StoredMessage(message, [message], webhook_token=token))
             response["interaction"]["response_message_id"] = message["id"]
             response["resource"] = {"type": kind, "message": message}
         elif kind == 5:
@@ -521,7 +535,7 @@ class FakeDiscord:
         payload = self._message_from_body(self._interaction_channels[token], body)
         payload["webhook_id"] = app_id
         payload["flags"] = body.get("flags", 0)
-        self.messages[payload["id"]] = StoredMessage(payload, [payload], webhook_token=token)
+        self.messages[payload["id"]] = self._stamp(StoredMessage(payload, [payload], webhook_token=token))
         return payload
 
     def _edit_webhook_message(self, app_id: str, token: str, message_id: str, body: Any = None) -> Any:

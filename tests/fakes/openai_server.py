@@ -6,6 +6,11 @@ and ``GET /v1/models``, on the shared loopback harness (``tests/fakes/harness.py
 It records every request and can fail on request: an HTTP status
 (429, 500, …), a hang that only a client timeout ends, or a stream dropped mid-answer (the
 connection closed after some chunks, as a crashing server or a broken proxy does).
+
+Optionally (both off by default) it generates at a set rate, ``chunk_interval`` seconds between
+streamed chunks, as a real model does, and records when each chunk was written
+(``record_times``: ``chunk_times``, ``time.monotonic()``), so a benchmark can time what a
+platform shows against what the model sent.
 """
 
 from __future__ import annotations
@@ -51,6 +56,9 @@ class FakeOpenAI:
     embedding_dim: int = 64
     reject_stream_options: bool = False  # answer 400 to requests carrying stream_options (older servers)
     ignore_stream: bool = False  # answer a whole JSON completion even when asked to stream
+    chunk_interval: float = 0.0  # seconds between streamed chunks (the fake model's own rate); 0 = at once
+    record_times: bool = False  # record in ``chunk_times`` when each streamed chunk was written
+    chunk_times: list[float] = field(default_factory=list)
     requests: list[RecordedRequest] = field(default_factory=list)
     _failures: list[_Failure] = field(default_factory=list)
     _hang: asyncio.Event = field(default_factory=asyncio.Event)
@@ -172,7 +180,10 @@ class FakeOpenAI:
         pieces = [text[i : i + size] for i in range(0, len(text), size)] or [""]
         base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": created, "model": model}
         drop_after = request.get(_DROP_AFTER)
+        begun = time.monotonic()
         for i, piece in enumerate(pieces):
+            if i and self.chunk_interval > 0:  # paced from the first chunk, so the rate does not drift
+                await asyncio.sleep(max(0.0, begun + i * self.chunk_interval - time.monotonic()))
             if i == drop_after:
                 assert request.transport is not None
                 request.transport.close()  # mid-answer: no final chunk, no [DONE], no end of the body
@@ -182,6 +193,8 @@ class FakeOpenAI:
                 delta["role"] = "assistant"
             chunk = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
             await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            if self.record_times:
+                self.chunk_times.append(time.monotonic())
         final = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
         await response.write(f"data: {json.dumps(final)}\n\n".encode())
         if (body.get("stream_options") or {}).get("include_usage"):

@@ -10,7 +10,9 @@ Socket Mode: ``apps.connections.open`` returns a ``ws://`` URL to this server; a
 ``hello``, then whatever envelopes the test sends; acks are recorded by ``envelope_id``.
 
 ``response_url``\\ s handed out by :meth:`FakeSlack.response_url` point here too and record posts.
-Everything received is recorded; tests wait on conditions, never on sleeps.
+Everything received is recorded; tests wait on conditions, never on sleeps. With
+``record_times=True`` (off by default) every message also keeps ``changes``: when each call that
+posted, edited or streamed into it was answered (``time.monotonic()``) and what it showed then.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,6 +44,15 @@ class ApiCall:
     token: str | None
 
 
+@dataclass(frozen=True)
+class Change:
+    """One call that changed a message (``record_times``): when, which method, what it showed after."""
+
+    at: float
+    method: str
+    shown: str
+
+
 @dataclass
 class FakeMessage:
     """A message the bot posted (or streamed); ``text`` is the latest text / streamed Markdown."""
@@ -54,6 +66,7 @@ class FakeMessage:
     stream_open: bool = False
     edits: int = 0
     appends: int = 0
+    changes: list[Change] = field(default_factory=list)  # filled only with FakeSlack(record_times=True)
 
     @property
     def block_text(self) -> str:
@@ -101,8 +114,10 @@ class FakeSlack:
         bot_id: str = "BBOT",
         streaming: bool = True,
         users: dict[str, dict[str, Any]] | None = None,
+        record_times: bool = False,
     ) -> None:
         self.team_id = team_id
+        self.record_times = record_times
         self.bot_user_id = bot_user_id
         self.bot_id = bot_id
         self.streaming = streaming
@@ -239,6 +254,11 @@ class FakeSlack:
         finally:
             await self._notify()
 
+    def _changed(self, message: FakeMessage, method: str) -> None:
+        if self.record_times:
+            shown = message.text if message.streamed else message.block_text
+            message.changes.append(Change(time.monotonic(), method, shown))
+
     def _next_ts(self) -> str:
         return f"1700000000.{next(self._ts):06d}"
 
@@ -276,6 +296,7 @@ class FakeSlack:
             blocks=list(args.get("blocks") or []),
         )
         self.messages[ts] = message
+        self._changed(message, "chat.postMessage")
         return {"ok": True, "channel": channel, "ts": ts, "message": self._message_json(message)}
 
     async def _m_chat_update(self, args: dict[str, Any], token: str) -> dict[str, Any]:
@@ -287,6 +308,7 @@ class FakeSlack:
         if "blocks" in args:
             message.blocks = list(args["blocks"] or [])
         message.edits += 1
+        self._changed(message, "chat.update")
         return {"ok": True, "channel": message.channel, "ts": message.ts, "text": message.text}
 
     async def _m_chat_postEphemeral(self, args: dict[str, Any], token: str) -> dict[str, Any]:
@@ -315,6 +337,7 @@ class FakeSlack:
             streamed=True,
             stream_open=True,
         )
+        self._changed(self.messages[ts], "chat.startStream")
         return {"ok": True, "channel": args.get("channel"), "ts": ts}
 
     def _open_stream(self, args: dict[str, Any]) -> FakeMessage | None:
@@ -336,6 +359,7 @@ class FakeSlack:
             return {"ok": False, "error": "msg_too_long"}
         message.text += text
         message.appends += 1
+        self._changed(message, "chat.appendStream")
         return {"ok": True, "channel": message.channel, "ts": message.ts}
 
     async def _m_chat_stopStream(self, args: dict[str, Any], token: str) -> dict[str, Any]:
@@ -349,6 +373,7 @@ class FakeSlack:
         message.text += str(args.get("markdown_text", ""))
         message.blocks = list(args.get("blocks") or [])
         message.stream_open = False
+        self._changed(message, "chat.stopStream")
         return {"ok": True, "channel": message.channel, "ts": message.ts, "message": self._message_json(message)}
 
     async def _m_users_info(self, args: dict[str, Any], token: str) -> dict[str, Any]:
