@@ -1,5 +1,6 @@
-"""The platform-neutral engine: dedup → rate limit → command or question → history → retrieval →
-prompt → model stream → persist turn and trace. Yields :data:`bot.messages.ReplyEvent`.
+"""The platform-neutral engine: command or question → one Redis script (dedup, rate limits, channel
+settings, history) → retrieval → prompt → model stream → one Redis script (turn, trace, event done).
+Yields :data:`bot.messages.ReplyEvent`.
 """
 
 from __future__ import annotations

@@ -26,8 +26,8 @@ import contextlib
 import functools
 import logging
 import re
+import secrets
 import time
-import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -101,7 +101,7 @@ STAGES = ("retrieval", "model_first_token", "model_total", "answer")
 
 def new_trace_id() -> str:
     """A new trace id, also made the current one: every log line from here on in this task carries it."""
-    trace_id = uuid.uuid4().hex
+    trace_id = secrets.token_hex(16)
     TRACE_ID.set(trace_id)
     return trace_id
 

@@ -2,8 +2,8 @@
 
 Every call into the engine blocks and holds the GIL while it runs. Searches (a millisecond or
 less at 100,000 chunks) run on the event loop's thread; everything else (writes, scrolls,
-counts, optimisation) goes through ``asyncio.to_thread``. The engine locks its write-ahead log: a second process (or a second open
-in this one) fails with ``WouldBlock``, turned here into ``StoreLockedError``.
+counts, optimisation) goes through ``asyncio.to_thread``. The engine locks its write-ahead log:
+a second process (or a second open in this one) fails with ``WouldBlock``, turned here into ``StoreLockedError``.
 """
 
 from __future__ import annotations
@@ -50,7 +50,10 @@ def _open_shard(path: Path, dense_size: int | None) -> qe.EdgeShard:
             if dense_size
             else None,
             sparse_vectors={SPARSE_NAME: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
-            payload_memory=qe.Memory.Cached,
+            # payloads are read from the memory-mapped file when a hit is shown (filters use the
+            # payload indexes), so only the pages of chunks actually shown stay resident, and the OS
+            # may drop them again: 120 MB less RSS at 100,000 chunks (bench/RESULTS.md)
+            payload_memory=qe.Memory.Cold,
             # dense vectors (when added) are searched through int8 copies held in RAM, rescored with the originals
             quantization_config=qe.ScalarQuantizationConfig(type=qe.ScalarType.Int8, always_ram=True),
         )

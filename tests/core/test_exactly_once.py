@@ -293,11 +293,13 @@ async def test_a_replica_killed_mid_answer_loses_nothing(
     assert second.process.returncode == 0, "".join(second.lines)
 
 
+@pytest.mark.parametrize("in_process", [False, True], ids=["redis", "in-process"])
 async def test_a_burst_of_conversations_beyond_the_redis_pool_is_answered_whole(
-    start_runtime: Any, model_settings: dict[str, Any], openai_server: FakeOpenAI
+    start_runtime: Any, model_settings: dict[str, Any], openai_server: FakeOpenAI, in_process: bool
 ) -> None:
     """More answers start at once than the pool has connections: they wait for one, none fails."""
-    runtime: Runtime = await start_runtime(**{**model_settings, "rate_limit_user": 0, "rate_limit_channel": 0})
+    limits = {"rate_limit_user": 0, "rate_limit_channel": 0}
+    runtime: Runtime = await start_runtime(**model_settings, **limits, **({"redis_url": None} if in_process else {}))
     burst = POOL_CONNECTIONS + 50
     finals = await asyncio.gather(
         *(ask(runtime.engine, "How do I request a laptop?", thread=f"burst-{i}", user=f"U{i}") for i in range(burst))

@@ -97,3 +97,25 @@ async def test_one_vote_per_user_and_running_counts(
     assert trace is not None and trace["feedback:slack:U1"]["value"] == "down"
     assert not await engine.record_feedback("no-such-trace", user="U1", value="up", platform="slack")
     assert not await state.redis.exists(state.key("trace", "no-such-trace"))
+
+
+async def test_a_trace_with_any_text_is_saved_field_for_field(
+    start_runtime: Any, model_settings: dict[str, Any]
+) -> None:
+    """Control characters, NUL included, separators and non-ASCII text come back exactly as written."""
+    runtime: Runtime = await start_runtime(**model_settings)
+    state, ttl = runtime.state, runtime.settings.trace_ttl_seconds
+    odd = "nul \x00 here, \x01\x1f, tab\t, quote \" and backslash \\, ünïcødé ✓, 🙂\n" * 3
+    trace = {
+        "channel": "slack:T1:Y",
+        "question": odd,
+        "answer": "",
+        "context": [{"text": odd, "chunk_id": "c\x00d"}],
+        "usage": None,
+        "citations": [],
+        "created_at": time.time(),
+        "latency_ms": 12.5,
+    }
+    await state.save_trace("odd", trace, ttl)
+    assert await state.load_trace("odd") == trace
+    assert await state.trace_ids(channel="slack:T1:Y") == ["odd"]
