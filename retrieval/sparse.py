@@ -103,10 +103,9 @@ class Bm25Encoder:
         words = text.translate(_ASCII_WORDS).replace("''", " ").split() if text.isascii() else _WORD.findall(text)
         lookup = self._ids.get
         tids = list(map(lookup, words))  # C-level loop; None marks a word not seen before
-        if None in tids:
-            for word in set(words).difference(self._ids):
-                self._learn(word)
-            tids = list(map(lookup, words))
+        if None in tids:  # learned here, not looked up again: learning may clear the cache part way
+            learned = {word: self._learn(word) for word in set(words).difference(self._ids)}
+            tids = [learned[word] if tid is None else tid for word, tid in zip(words, tids, strict=True)]
         counts: dict[int, int] = {}
         _count_elements(counts, tids)
         length = len(tids) - counts.pop(-1, 0)

@@ -261,7 +261,13 @@ class EdgeStore:
         return {str(hit.value): hit.count for hit in response.hits if hit.count > 0}
 
     async def optimize(self) -> None:
-        await self._run(self._shard.optimize)
+        await self._run(self._optimize)
+
+    def _optimize(self) -> None:
+        self._shard.optimize()
+        # written out at once: until then the optimised segments stay in memory beside the old ones
+        # (1.25 GB peak, 820 MB after at 100,000 chunks; 334 MB after the flush)
+        self._shard.flush()
 
     async def aclose(self) -> None:
         if not self._closed:

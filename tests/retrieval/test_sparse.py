@@ -54,3 +54,20 @@ def test_document_weights_are_bm25_term_frequency_parts(k1: float, b: float) -> 
 def test_empty_document() -> None:
     vec, length = Bm25Encoder().document("the of and", 10.0)
     assert (len(vec), length) == (0, 0)
+
+
+def test_a_full_word_cache_cleared_part_way_through_a_document_loses_no_term(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The surface-form cache is bounded; clearing it while a document is analysed must not drop words."""
+    import retrieval.sparse
+
+    monkeypatch.setattr(retrieval.sparse, "_CACHE_LIMIT", 10)
+    bounded, fresh = Bm25Encoder(), Bm25Encoder()
+    for i in range(40):
+        text = f"document {i} alpha beta gamma unique{i} words{i} delta{i}"
+        counts, length = bounded.analyze(text)
+        assert None not in counts
+        monkeypatch.setattr(retrieval.sparse, "_CACHE_LIMIT", 10**9)
+        assert (counts, length) == fresh.analyze(text)
+        monkeypatch.setattr(retrieval.sparse, "_CACHE_LIMIT", 10)
