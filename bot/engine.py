@@ -86,13 +86,13 @@ class Engine:
         answered by another replica.
 
         The event is claimed *in progress* with a short lease, renewed while this reply runs, then
-        marked *done* (with the answer's own writes, in one transaction); a reply that fails (or is
+        marked *done* (by the script that saves the answer); a reply that fails (or is
         closed) before showing anything frees the claim, so the platform's retry is answered. A
         process that dies mid-answer leaves a lease that runs out.
 
         Redis is asked twice per answered question: once before retrieval (the claim, the rate
         limits, the registered profiles, the channel's settings and the history, one script), once
-        after (trace, history turns, trace indexes and the claim marked done, one transaction).
+        after (trace, history turns, trace indexes and the claim marked done, one script).
         """
         question = self._question(msg)
         refusal = self._refusal(question) if question is not None else None
@@ -109,7 +109,8 @@ class Engine:
             log.info("duplicate event %s ignored", msg.event_id)
             observability.dedup_hit(msg.platform)
             return
-        self.profiles.apply(start.profiles)
+        if start.profiles is not None:
+            self.profiles.apply(start.profiles)
         lease = _Lease(self, start.claim) if start.claim is not None else None
         shown = finished = False
         try:

@@ -147,7 +147,7 @@ class ModelClient:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=_CONNECTIONS, limit_per_host=_CONNECTIONS),
-                timeout=aiohttp.ClientTimeout(total=None),  # each wait is bounded by :meth:`_bounded`
+                timeout=aiohttp.ClientTimeout(total=None),  # waits are bounded by _bounded and _StreamWatch
                 cookie_jar=aiohttp.DummyCookieJar(),
             )
         return self._session

@@ -204,7 +204,7 @@ class MessageStart:
     held: str | None = None
     claim: EventClaim | None = None
     rate_wait: int = 0
-    profiles: dict[str, str] = field(default_factory=dict)
+    profiles: dict[str, str] | None = None  # None when not read (held, or rate limited)
     channel: dict[str, str] = field(default_factory=dict)
     history: list[Turn] = field(default_factory=list)
 

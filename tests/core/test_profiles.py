@@ -113,3 +113,18 @@ def test_openai_retirement_dates() -> None:
     assert retirement_warning("p", profile, today=date(2026, 12, 1)) is None
     assert "in 30 days" in (retirement_warning("p", profile, today=date(2026, 12, 15)) or "")
     assert "retired on" in (retirement_warning("p", profile, today=date(2027, 2, 1)) or "")
+
+
+async def test_a_rate_limited_question_leaves_the_registered_profiles_in_place(
+    start_runtime: Any, model_settings: dict[str, Any], openai_server: FakeOpenAI
+) -> None:
+    """A refused question reads nothing; the profiles it did not read are not taken as gone."""
+    runtime: Runtime = await start_runtime(**{**model_settings, "rate_limit_user": 1, "rate_limit_channel": 0})
+    await runtime.engine.profiles.register("mine", ModelProfile(model="m-registered"), ORIGIN)
+    await ask(runtime.engine, "model mine", channel="X", command=True, is_admin=True)
+    first = await ask(runtime.engine, "How do I request a laptop?", channel="X", user="U7")
+    assert first.kind == "answer" and first.profile == "mine"
+    refused = await ask(runtime.engine, "And a monitor?", channel="X", user="U7")
+    assert refused.kind == "refused"
+    assert "mine" in runtime.router.profiles
+    assert runtime.router.client("mine") is not None

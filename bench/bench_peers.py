@@ -1,0 +1,408 @@
+"""bothbot vs LangChain vs LlamaIndex on the same workload, side by side in one run (issue #13).
+
+    pip install -e ".[bench]"
+    pip install --no-deps "llama-index-llms-openai>=0.8,<0.9" "llama-index-llms-openai-like>=0.8,<0.9"
+    python bench/bench_peers.py [--chunks 10000] [--rounds 2] [--answers-c1 300] [--answers-c50 1000]
+                                [--systems bothbot,langchain,llamaindex] [--redis URL] [--data-root DIR]
+
+(LlamaIndex's OpenAI LLM pins ``openai<3``; bothbot needs ``openai>=3.50``, so it is installed
+without its dependencies and runs on bothbot's openai.)
+
+Every system answers ``bench/workload.py``'s workload on bothbot's own retriever: the same
+embedded store (built once by bothbot's ingest path), the same questions and seeded 20-message
+histories in the same Redis, a 6-message prompt (system with bothbot's instructions and the 5
+passages, the last 4 history messages, the question), the same fake model server (its own
+process, 50 chunks), the question and answer appended to the history in Redis.
+
+* bothbot: ``Runtime.start(settings)``, ``runtime.engine.handle(IncomingMessage(…))`` (dedup
+  claim, rate limits, channel settings, trace and the rest of what bothbot does per answer).
+* LangChain (LCEL): ``RunnablePassthrough.assign(context=question | retriever | format) | prompt |
+  ChatOpenAI(streaming)``, wrapped in ``RunnableWithMessageHistory`` with langchain-community's
+  ``RedisChatMessageHistory`` (one history object per conversation, all on one Redis client: the
+  class otherwise opens a connection pool per object); the prompt's ``MessagesPlaceholder`` keeps
+  the last 4 messages; the retriever is a ``BaseRetriever`` calling ``KnowledgeBase.search``;
+  ``astream`` consumed to the end (the history is written before it ends).
+* LlamaIndex: ``ContextChatEngine`` with a ``BaseRetriever`` calling ``KnowledgeBase.search``, a
+  ``ChatMemoryBuffer`` over ``RedisChatStore`` (one store, a key per conversation; its token limit
+  keeps the last 4 messages) and ``OpenAILike`` at the fake; ``astream_chat`` and its
+  ``async_response_gen`` consumed to the end, then the history write it started awaited.
+
+The systems run one after the other, each in its own process (qdrant-edge lets one process open
+the store), alternating A B C A B C … for --rounds rounds. Each process runs concurrency 1
+(--answers-c1) then 50 (--answers-c50), each after unmeasured warm-up answers, and prints one JSON
+line. Printed per system, medians over the rounds: c=1 p50 latency, CPU per answer at c=1 and at
+c=50 (that process only), answers/s at c=50, peak RSS, and the ratio peer CPU per answer / bothbot
+CPU per answer; then every round's numbers, and what the fake model received.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+# sibling script (bench/ is on sys.path when run)
+import workload as wl
+
+from retrieval.api import KnowledgeBase
+from retrieval.config import RetrievalConfig, RetrievalEnvironment
+from retrieval.factory import open_knowledge_base
+
+SCRIPT = Path(__file__).resolve()
+SYSTEMS = ("bothbot", "langchain", "llamaindex")
+VERSIONS = {
+    "bothbot": ["bothbot", "redis", "openai", "qdrant-edge-py"],
+    "langchain": ["langchain-core", "langchain-openai", "langchain-community", "openai", "redis"],
+    "llamaindex": ["llama-index-core", "llama-index-llms-openai", "llama-index-llms-openai-like",
+                   "llama-index-storage-chat-store-redis", "openai", "redis"],
+}
+
+
+# --- LangChain ---------------------------------------------------------------------------------------------
+
+
+class LangChainSystem:
+    name = "langchain"
+
+    def __init__(self, knowledge: KnowledgeBase, redis_url: str, prefix: str, base_url: str) -> None:
+        import redis
+        from langchain_community.chat_message_histories import RedisChatMessageHistory
+        from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
+        from langchain_core.documents import Document as LcDocument
+        from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
+        from langchain_core.retrievers import BaseRetriever
+        from langchain_core.runnables import RunnableLambda, RunnablePassthrough
+        from langchain_core.runnables.history import RunnableWithMessageHistory
+        from langchain_openai import ChatOpenAI
+        from pydantic import SecretStr
+
+        class BothbotRetriever(BaseRetriever):
+            """bothbot's ``KnowledgeBase.search`` as a LangChain retriever."""
+
+            knowledge: Any
+            k: int = wl.TOP_K
+
+            def _get_relevant_documents(
+                self, query: str, *, run_manager: CallbackManagerForRetrieverRun
+            ) -> list[LcDocument]:
+                raise NotImplementedError("the benchmark calls the async path")
+
+            async def _aget_relevant_documents(
+                self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun
+            ) -> list[LcDocument]:
+                found = await self.knowledge.search(query, wl.SCOPE, limit=self.k)
+                return [
+                    LcDocument(page_content=p.text, metadata={"title": p.title, "source": p.source, "id": p.chunk_id})
+                    for p in found.passages
+                ]
+
+        def format_docs(docs: list[LcDocument]) -> str:
+            return "\n\n".join(f"[{i}] {d.metadata['title']}\n{d.page_content}" for i, d in enumerate(docs, 1))
+
+        self._history_class = RedisChatMessageHistory
+        self.redis_url = redis_url
+        self.prefix = prefix
+        self.client = redis.Redis.from_url(redis_url)
+        self.histories: dict[str, RedisChatMessageHistory] = {}
+        prompt = ChatPromptTemplate.from_messages(
+            [
+                ("system", wl.SYSTEM_PROMPT + "\n\nSources:\n\n{context}"),
+                MessagesPlaceholder("history", n_messages=wl.PROMPT_HISTORY_MESSAGES),
+                ("human", "{question}"),
+            ]
+        )
+        llm = ChatOpenAI(model=wl.MODEL, base_url=base_url, api_key=SecretStr(wl.API_KEY), streaming=True, timeout=30)
+        retriever = BothbotRetriever(knowledge=knowledge)
+        question = RunnableLambda(lambda x: x["question"])
+        chain = RunnablePassthrough.assign(context=question | retriever | format_docs) | prompt | llm
+        self.chain = RunnableWithMessageHistory(
+            chain,
+            self.history,
+            input_messages_key="question",
+            history_messages_key="history",
+        )
+        self.knowledge = knowledge
+
+    def history(self, session_id: str) -> Any:
+        return self.histories[session_id]
+
+    async def seed(self, conversations: int, questions: Sequence[str]) -> None:
+        from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+
+        for conversation in range(conversations):
+            history = self._history_class(
+                str(conversation), url=self.redis_url, key_prefix=f"{self.prefix}:history:", ttl=wl.HISTORY_TTL_SECONDS
+            )
+            history.redis_client = self.client  # one client (and pool) for all, as bothbot has
+            messages: list[BaseMessage] = [
+                HumanMessage(text) if role == "user" else AIMessage(text)
+                for role, text in wl.seeded_history(conversation, questions)
+            ]
+            history.add_messages(messages)
+            self.histories[str(conversation)] = history
+
+    async def answer(self, conversation: int, question: str) -> None:
+        pieces: list[str] = []
+        config: Any = {"configurable": {"session_id": str(conversation)}}
+        async for chunk in self.chain.astream({"question": question}, config=config):
+            pieces.append(str(chunk.content))
+        if "".join(pieces) != wl.REPLY_TEXT:
+            raise RuntimeError(f"langchain answered {''.join(pieces)!r}")
+
+    async def aclose(self) -> None:
+        self.client.close()
+        await self.knowledge.aclose()
+
+
+# --- LlamaIndex --------------------------------------------------------------------------------------------
+
+
+class LlamaIndexSystem:
+    name = "llamaindex"
+
+    def __init__(self, knowledge: KnowledgeBase, redis_url: str, prefix: str, base_url: str) -> None:
+        from llama_index.core.base.base_retriever import BaseRetriever
+        from llama_index.core.chat_engine import ContextChatEngine
+        from llama_index.core.memory import ChatMemoryBuffer
+        from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
+        from llama_index.core.utils import get_tokenizer
+        from llama_index.llms.openai_like import OpenAILike
+        from llama_index.storage.chat_store.redis import RedisChatStore
+
+        class BothbotRetriever(BaseRetriever):
+            """bothbot's ``KnowledgeBase.search`` as a LlamaIndex retriever."""
+
+            def __init__(self, kb: KnowledgeBase) -> None:
+                super().__init__()
+                self._kb = kb
+
+            def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+                raise NotImplementedError("the benchmark calls the async path")
+
+            async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+                found = await self._kb.search(query_bundle.query_str, wl.SCOPE, limit=wl.TOP_K)
+                return [
+                    NodeWithScore(
+                        node=TextNode(id_=p.chunk_id, text=p.text, metadata={"title": p.title, "source": p.source}),
+                        score=p.score,
+                    )
+                    for p in found.passages
+                ]
+
+        self.knowledge = knowledge
+        self.prefix = prefix
+        self.store = RedisChatStore(redis_url=redis_url, ttl=wl.HISTORY_TTL_SECONDS)
+        self.llm = OpenAILike(
+            model=wl.MODEL, api_base=base_url, api_key=wl.API_KEY, is_chat_model=True,
+            context_window=128_000, timeout=30,
+        )
+        self.retriever = BothbotRetriever(knowledge)
+        self._memory_class = ChatMemoryBuffer
+        self._engine_class = ContextChatEngine
+        self._tokenizer = get_tokenizer()
+        self.engines: dict[int, ContextChatEngine] = {}
+        self.token_limit = 0
+
+    def _token_limit(self, questions: Sequence[str]) -> int:
+        """A ``ChatMemoryBuffer`` token limit that keeps exactly the last 4 messages of every conversation.
+
+        The buffer drops the oldest messages (never leaving an assistant message first) until
+        ``tokens(" ".join(contents))`` fits: 4 are kept when 4 fit and 6 do not.
+        """
+
+        def tokens(texts: list[str]) -> int:
+            return len(self._tokenizer(" ".join(texts)))
+
+        four = max(tokens([q, wl.REPLY_TEXT, q2, wl.REPLY_TEXT]) for q, q2 in itertools.pairwise(questions))
+        six = min(
+            tokens([q, wl.REPLY_TEXT, q2, wl.REPLY_TEXT, q3, wl.REPLY_TEXT])
+            for q, q2, q3 in zip(questions, questions[1:], questions[2:], strict=False)
+        )
+        if four >= six:
+            raise SystemExit("questions vary too much in length to budget exactly 4 history messages")
+        return (four + six) // 2
+
+    async def seed(self, conversations: int, questions: Sequence[str]) -> None:
+        from llama_index.core.llms import ChatMessage, MessageRole
+
+        self.token_limit = self._token_limit(questions)
+        for conversation in range(conversations):
+            key = f"{self.prefix}:history:{conversation}"
+            await self.store.aset_messages(
+                key,
+                [
+                    ChatMessage(role=MessageRole.USER if role == "user" else MessageRole.ASSISTANT, content=text)
+                    for role, text in wl.seeded_history(conversation, questions)
+                ],
+            )
+            memory = self._memory_class.from_defaults(
+                chat_store=self.store, chat_store_key=key, token_limit=self.token_limit
+            )
+            self.engines[conversation] = self._engine_class.from_defaults(
+                retriever=self.retriever, memory=memory, llm=self.llm, system_prompt=wl.SYSTEM_PROMPT
+            )
+
+    async def answer(self, conversation: int, question: str) -> None:
+        response = await self.engines[conversation].astream_chat(question)
+        pieces = [delta async for delta in response.async_response_gen()]
+        task = getattr(response, "awrite_response_to_history_task", None)
+        if task is not None:
+            await task
+        if "".join(pieces) != wl.REPLY_TEXT:
+            raise RuntimeError(f"llamaindex answered {''.join(pieces)!r}")
+
+    async def aclose(self) -> None:
+        await self.knowledge.aclose()
+
+
+# --- the child process --------------------------------------------------------------------------------------
+
+
+async def open_system(args: argparse.Namespace, store: wl.Store) -> wl.System:
+    if args.child == "bothbot":
+        return await wl.Bothbot.open(
+            data_dir=store.data_dir, redis_url=args.redis, prefix=args.prefix, base_url=args.base_url,
+            questions=store.questions,
+        )
+    knowledge = await open_knowledge_base(RetrievalEnvironment(RetrievalConfig(), store.data_dir))
+    if args.child == "langchain":
+        return LangChainSystem(knowledge, args.redis, args.prefix, args.base_url)
+    if args.child == "llamaindex":
+        return LlamaIndexSystem(knowledge, args.redis, args.prefix, args.base_url)
+    await knowledge.aclose()
+    raise SystemExit(f"unknown system {args.child!r}")
+
+
+# --- the parent ------------------------------------------------------------------------------------------------
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--chunks", type=int, default=10_000, help="synthetic chunks in the store (10000)")
+    p.add_argument("--rounds", type=int, default=2, help="rounds of A B C (2)")
+    p.add_argument("--systems", default=",".join(SYSTEMS), help="which, in this order (bothbot,langchain,llamaindex)")
+    p.add_argument("--answers-c1", type=int, default=300, help="measured answers at concurrency 1 (300)")
+    p.add_argument("--answers-c50", type=int, default=1000, help="measured answers at concurrency 50 (1000)")
+    p.add_argument("--warmup", type=int, default=None, help="unmeasured answers before each phase (max(50, 2*c))")
+    p.add_argument("--redis", default="redis://127.0.0.1:6379/15", help="Redis URL (keys under a unique prefix)")
+    p.add_argument("--data-root", type=Path, default=None, help="keep the store here and reuse it")
+    wl.child_arguments(p)
+    return p
+
+
+def median(values: Sequence[float]) -> float:
+    return float(statistics.median(values))
+
+
+def summary(results: list[dict[str, Any]], systems: Sequence[str]) -> list[str]:
+    per: dict[str, dict[str, list[float]]] = {}
+    for r in results:
+        c1, c50 = r["phases"][0], r["phases"][1]
+        row = per.setdefault(r["system"], {})
+        for key, value in (
+            ("p50", c1["p50_ms"]), ("p99", c1["p99_ms"]), ("cpu1", c1["cpu_ms_per_answer"]),
+            ("cpu50", c50["cpu_ms_per_answer"]), ("rate50", c50["answers_per_s"]), ("p50_50", c50["p50_ms"]),
+            ("rss", r["peak_rss_mb"]),
+        ):
+            row.setdefault(key, []).append(float(value))
+    med = {s: {k: median(v) for k, v in row.items()} for s, row in per.items()}
+    base = med.get("bothbot")
+    head = (f"{'system':<11} {'c=1 p50 ms':>10} {'c=1 p99 ms':>10} {'CPU ms/ans c=1':>14} {'CPU ms/ans c=50':>15} "
+            f"{'ans/s c=50':>10} {'c=50 p50 ms':>11} {'peak RSS MB':>11} {'CPU ratio c=1':>13} {'CPU ratio c=50':>14}")
+    lines = [head, "-" * len(head)]
+    for s in systems:
+        if s not in med:
+            continue
+        m = med[s]
+        r1 = f"{m['cpu1'] / base['cpu1']:.2f}x" if base else "-"
+        r50 = f"{m['cpu50'] / base['cpu50']:.2f}x" if base else "-"
+        lines.append(
+            f"{s:<11} {m['p50']:>10.2f} {m['p99']:>10.2f} {m['cpu1']:>14.3f} {m['cpu50']:>15.3f} "
+            f"{m['rate50']:>10.1f} {m['p50_50']:>11.1f} {m['rss']:>11.0f} {r1:>13} {r50:>14}"
+        )
+    return lines
+
+
+def main() -> None:
+    args = parser().parse_args()
+    if args.child:
+        asyncio.run(wl.child_main(args, open_system))
+        return
+    systems = [s.strip() for s in args.systems.split(",") if s.strip()]
+    unknown = [s for s in systems if s not in SYSTEMS]
+    if unknown:
+        raise SystemExit(f"unknown system(s) {', '.join(unknown)}; known: {', '.join(SYSTEMS)}")
+    print("bothbot vs LangChain vs LlamaIndex, same workload, same process layout (bench/bench_peers.py)")
+    for line in wl.machine_lines():
+        print(line)
+    for s in systems:
+        print(f"  {s}: {wl.versions_line(VERSIONS[s])}")
+    print(f"workload: {args.chunks:,} chunks of {wl.WORDS_PER_CHUNK} words, top-{wl.TOP_K} BM25 on bothbot's "
+          f"retriever; {wl.HISTORY_MESSAGES}-message histories in Redis {args.redis}; prompt of "
+          f"{wl.PROMPT_MESSAGES} messages; {wl.ANSWER_CHUNKS}-chunk streamed answers, fake model in its own process; "
+          f"c=1: {args.answers_c1} answers, c=50: {args.answers_c50} answers per process; {args.rounds} rounds")
+    run_id = uuid.uuid4().hex[:8]
+    results: list[dict[str, Any]] = []
+    failed: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="bothbot-bench-") as tmp:
+        root = args.data_root or Path(tmp)
+        root.mkdir(parents=True, exist_ok=True)
+        store = wl.prepare_store(root, args.chunks)
+        built = f"built in {store.build_seconds:.0f} s" if store.build_seconds else "reused"
+        print(f"store of {args.chunks:,} chunks at {store.data_dir} ({built}); load {wl.load_average()}", flush=True)
+        with wl.FakeModelProcess() as fake:
+            for rnd in range(1, args.rounds + 1):
+                for s in systems:
+                    child = [
+                        "--child", s, "--data-dir", str(store.data_dir),
+                        "--base-url", fake.base_url,
+                        "--prefix", f"bench-{run_id}-{s}-{rnd}", "--redis", args.redis,
+                        "--phases", f"1:{args.answers_c1},50:{args.answers_c50}",
+                        *(["--warmup", str(args.warmup)] if args.warmup is not None else []),
+                    ]
+                    started = time.perf_counter()
+                    result = wl.run_child(SCRIPT, child, cwd=root)
+                    if result is None:
+                        failed.append(f"round {rnd} {s}")
+                        continue
+                    result["round"] = rnd
+                    results.append(result)
+                    c1, c50 = result["phases"]
+                    print(
+                        f"  round {rnd} {s:<10}: c=1 p50 {c1['p50_ms']:.2f} ms, "
+                        f"CPU/ans {c1['cpu_ms_per_answer']:.3f} ms; "
+                        f"c=50 {c50['answers_per_s']:.1f} ans/s, CPU/ans {c50['cpu_ms_per_answer']:.3f} ms; "
+                        f"peak RSS {result['peak_rss_mb']:.0f} MB (VmHWM {result['vm_hwm_mb']:.0f}); "
+                        f"{time.perf_counter() - started:.0f} s; "
+                        f"load {wl.load_average()}",
+                        flush=True,
+                    )
+                    for line in result["stderr_notable"]:
+                        print(f"    its stderr ({result['stderr_lines']} lines) says: {line[:200]}", flush=True)
+        asyncio.run(wl.delete_keys(args.redis, f"bench-{run_id}-"))
+    print()
+    print(f"medians over {args.rounds} rounds (CPU: the system's process only; ratio: peer / bothbot)")
+    for line in summary(results, systems):
+        print(line)
+    print()
+    print("what the fake model received, per round and phase (messages per prompt; distinct sources in the system "
+          "message), fake's own CPU per answer:")
+    for r in results:
+        for phase in r["phases"]:
+            print(f"  round {r['round']} {r['system']:<10} c={phase['concurrency']:<3} {phase['answers']} answers: "
+                  f"{wl.check_line(phase)}; fake CPU {phase['fake_cpu_ms_per_answer']:.3f} ms/answer; "
+                  f"load {phase['load']}")
+    if failed:
+        print(f"failed (see above): {'; '.join(failed)}")
+    print(f"load average at the end {wl.load_average()}")
+
+
+if __name__ == "__main__":
+    main()
