@@ -178,7 +178,7 @@ def latency_line(name: str, ms: list[float], cpu_ms: list[float] | None = None) 
     )
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -188,7 +188,7 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _version(dist: str) -> str:
+def package_version(dist: str) -> str:
     try:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
@@ -211,10 +211,10 @@ def machine_header(data_root: str | None) -> str:
     free = shutil.disk_usage(root).free / 2**30
     return "\n".join(
         [
-            f"machine: {os.cpu_count()} cores ({usable} usable by this process), {_cpu_model()}, "
+            f"machine: {os.cpu_count()} cores ({usable} usable by this process), {cpu_model()}, "
             f"{mem_gb:.1f} GiB RAM, {platform.system()} {platform.release()}",
             f"python {platform.python_version()} ({sys.implementation.name}), qdrant-edge-py "
-            f"{_version('qdrant-edge-py')}, numpy {np.__version__}; nice {os.nice(0)}",
+            f"{package_version('qdrant-edge-py')}, numpy {np.__version__}; nice {os.nice(0)}",
             f"load average {load()}; data under {root} ({free:,.1f} GiB free)",
             f"started {time.strftime('%Y-%m-%d %H:%M:%S')}",
         ]

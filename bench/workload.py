@@ -50,7 +50,6 @@ import urllib.request
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -59,7 +58,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.fakes (the
 from aiohttp import web
 
 # sibling script (bench/ is on sys.path when run)
-from bench_ingest import synthetic_corpus
+from bench_ingest import cpu_model, package_version, synthetic_corpus
 
 from bot.messages import FinalAnswer, IncomingMessage
 from bot.prompts import DEFAULT_SYSTEM_PROMPT, SOURCES_NOTE, estimate_tokens
@@ -115,23 +114,6 @@ def load_average() -> str:
         return " ".join(f"{x:.2f}" for x in os.getloadavg())
     except OSError:
         return "?"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "-"
 
 
 def machine_lines() -> list[str]:
@@ -660,7 +642,7 @@ class FakeModelProcess:
 
 
 def versions_line(dists: Sequence[str]) -> str:
-    return ", ".join(f"{d} {version(d)}" for d in dists)
+    return ", ".join(f"{d} {package_version(d)}" for d in dists)
 
 
 def iter_phase_rows(result: dict[str, Any]) -> Iterator[dict[str, Any]]:
