@@ -391,13 +391,24 @@ class StateStore:
         made one after another (claim, each limit, then the reads in one pipeline).
         """
         limits = [r for r in rate_limits if r.limit > 0]
-        claim = EventClaim(event_id, f"run:{secrets.token_hex(16)}") if event_id else None
-        if self.cluster:
-            return await self._begin_message_steps(
-                claim, lease_seconds, profiles_key, limits, channel_key, conversation_key
-            )
+        claim = _new_claim(event_id) if event_id else None
+        begin = self._begin_message_steps if self.cluster else self._begin_message_script
+        start = await begin(claim, lease_seconds, profiles_key, limits, channel_key, conversation_key)
+        if start.held is not None:
+            log.info("event %s is %s", event_id, _held_as(start.held))
+        return start
+
+    async def _begin_message_script(
+        self,
+        claim: EventClaim | None,
+        lease_seconds: float,
+        profiles_key: str,
+        limits: Sequence[RateLimit],
+        channel_key: str | None,
+        conversation_key: str | None,
+    ) -> MessageStart:
         keys = [
-            self.key("event", event_id or "_"),
+            self.key("event", claim.event_id if claim else "_"),
             profiles_key,
             self.key("channel", channel_key or "_"),
             self.key("history", conversation_key or "_"),
@@ -413,7 +424,6 @@ class StateStore:
             args += [r.limit, r.window_seconds]
         found = cast(list[Any], await self._begin_message(keys=keys, args=args))
         if found[0]:
-            log.info("event %s is %s", event_id, "already answered" if found[0] == EVENT_DONE else "being answered")
             return MessageStart(held=str(found[0]))
         if int(found[1]):
             return MessageStart(claim=claim, rate_wait=int(found[1]))
@@ -465,10 +475,10 @@ class StateStore:
         The owner keeps the claim with :meth:`renew_event` while it answers, then calls
         :meth:`finish_event` (done, kept for the dedup TTL) or :meth:`release_event` (a retry may answer).
         """
-        claim = EventClaim(event_id, f"run:{secrets.token_hex(16)}")
+        claim = _new_claim(event_id)
         held = await self._claim_event(keys=[self.key("event", event_id)], args=[claim.token, _ms(lease_seconds)])
         if held:
-            log.info("event %s is %s", event_id, "already answered" if held == EVENT_DONE else "being answered")
+            log.info("event %s is %s", event_id, _held_as(str(held)))
             return None
         return claim
 
@@ -719,6 +729,15 @@ def _decode_trace(raw: Any, fields: Sequence[str] | None) -> dict[str, Any] | No
         return {name: None if v is None else json.loads(v) for name, v in zip(fields, values, strict=True)}
     mapping = cast(dict[str, str], raw)
     return {k: json.loads(v) for k, v in mapping.items()} if mapping else None
+
+
+def _new_claim(event_id: str) -> EventClaim:
+    """A claim on ``event_id`` with a fresh owner token (the value its key holds while in progress)."""
+    return EventClaim(event_id, f"run:{secrets.token_hex(16)}")
+
+
+def _held_as(value: str) -> str:
+    return "already answered" if value == EVENT_DONE else "being answered"
 
 
 def _turn_rows(turns: Sequence[Turn]) -> list[bytes]:
