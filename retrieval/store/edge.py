@@ -39,17 +39,27 @@ _PAGE = 10_000
 _KEYWORD_FIELDS = ("scope", "source", "origin")
 
 
+SEARCH_THREADS = 1
+"""The engine's search pool: one thread, so a query runs on the calling thread. With more, the
+pool's threads spin while they wait for work and a top-5 query costs 2–4 times the CPU, and
+more time too (bench/RESULTS.md); the loop waits for the query either way (the engine holds the
+GIL). Applied to existing stores when they are opened (the engine keeps it in the store's config)."""
+
+
 def _open_shard(path: Path, dense_size: int | None) -> qe.EdgeShard:
     fresh = not path.exists() or not any(path.iterdir())
+    sparse = {SPARSE_NAME: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)}
     try:
         if not fresh:
-            return qe.EdgeShard.load(str(path))
+            # the stored vectors' settings are checked against these, the others kept as they are
+            return qe.EdgeShard.load(str(path), qe.EdgeConfig(sparse_vectors=sparse, max_search_threads=SEARCH_THREADS))
         path.mkdir(parents=True, exist_ok=True)
         config = qe.EdgeConfig(
             vectors={DENSE_NAME: qe.EdgeVectorParams(size=dense_size, distance=qe.Distance.Cosine)}
             if dense_size
             else None,
-            sparse_vectors={SPARSE_NAME: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
+            sparse_vectors=sparse,
+            max_search_threads=SEARCH_THREADS,
             # payloads are read from the memory-mapped file when a hit is shown (filters use the
             # payload indexes), so only the pages of chunks actually shown stay resident, and the OS
             # may drop them again: 120 MB less RSS at 100,000 chunks (bench/RESULTS.md)
@@ -237,12 +247,17 @@ class EdgeStore:
                 qe.Prefetch(limit=prefetch_limit, query=dense_q, filter=flt, params=params),
             ]
             request = qe.QueryRequest(
-                limit=limit, prefetches=prefetches, query=fuse, with_payload=True, with_vector=[DENSE_NAME]
+                limit=limit, prefetches=prefetches, query=fuse, with_payload=True, with_vector=[DENSE_NAME, SPARSE_NAME]
             )
         else:
             query = sparse_q if sparse_q is not None else dense_q
             request = qe.QueryRequest(
-                limit=limit, query=query, filter=flt, with_payload=True, params=params if dense_q is not None else None
+                limit=limit,
+                query=query,
+                filter=flt,
+                with_payload=True,
+                with_vector=[SPARSE_NAME],  # the chunk's terms, for the match check
+                params=params if dense_q is not None else None,
             )
         # on the loop thread: the engine holds the GIL while it runs, so a worker thread would stall
         # the loop just as long, and the hop itself costs more than a small query (bench/RESULTS.md)

@@ -49,6 +49,8 @@ class Hit:
     id: str
     score: float
     payload: Mapping[str, Any]
+    terms: frozenset[int] | None = None
+    """The ids of the chunk's indexed BM25 terms (its sparse vector's indices), when the store returned them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,18 +119,25 @@ def best_cosine(query: Sequence[float], vectors: Sequence[Sequence[float] | None
 
 
 def hits_from(points: Sequence[Any], dense: Sequence[float] | None, *, fused: bool, dense_name: str) -> SearchHits:
-    """Hits from either backend's scored points (``id``, ``score``, ``payload``, ``vector``).
+    """Hits from either backend's scored points or records (``id``, ``score``, ``payload``, ``vector``).
 
     ``best_dense`` is the query's best cosine similarity among the returned points: the score
-    itself for a dense-only query, computed from the returned vectors for a fused one.
+    itself for a dense-only query, computed from the returned vectors for a fused one. A point
+    returned with its sparse vector carries its term ids (:attr:`Hit.terms`).
     """
-    hits = [Hit(str(p.id), p.score, p.payload or {}) for p in points]
+    hits = [Hit(str(p.id), p.score, p.payload or {}, _terms(p.vector)) for p in points]
     if dense is None or not points:
         return SearchHits(hits)
     if not fused:
         return SearchHits(hits, points[0].score)
     vectors = [p.vector.get(dense_name) if isinstance(p.vector, dict) else None for p in points]
     return SearchHits(hits, best_cosine(dense, vectors))
+
+
+def _terms(vectors: Any) -> frozenset[int] | None:
+    sparse = vectors.get(SPARSE_NAME) if isinstance(vectors, dict) else None
+    indices = getattr(sparse, "indices", None)
+    return None if indices is None else frozenset(indices)
 
 
 def visible_scopes(channel: str | None) -> list[str]:

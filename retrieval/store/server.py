@@ -218,7 +218,7 @@ class ServerStore:
                 query=fuse,
                 limit=limit,
                 with_payload=True,
-                with_vectors=[DENSE_NAME],
+                with_vectors=[DENSE_NAME, SPARSE_NAME],  # the sparse one gives the match check the chunk's terms
             )
         else:
             response = await self._client.query_points(
@@ -229,6 +229,7 @@ class ServerStore:
                 search_params=params if sparse_q is None else None,
                 limit=limit,
                 with_payload=True,
+                with_vectors=[SPARSE_NAME],
             )
         return hits_from(response.points, dense, fused=sparse_q is not None, dense_name=DENSE_NAME)
 

@@ -120,3 +120,25 @@ async def test_unreachable_qdrant_server_is_a_clear_error(tmp_path: Path) -> Non
     env = RetrievalEnvironment(RetrievalConfig(), tmp_path, qdrant_url="http://127.0.0.1:9")
     with pytest.raises(RetrievalError, match=r"QDRANT_URL=http://127\.0\.0\.1:9"):
         await open_knowledge_base(env)
+
+
+async def test_stored_terms_are_the_terms_the_match_check_reads(service: RetrievalService, tmp_path: Path) -> None:
+    """The match check reads each hit's indexed terms instead of analysing its text again: they must be
+    the same terms, for chunks with and without a heading."""
+    root = write_files(
+        tmp_path / "kb",
+        {
+            "vpn.md": "# VPN\n\n## Reset password\n\nOpen the portal and choose forgot password to reset the VPN.\n",
+            "notes.txt": "Reset the router's password, then reconnect the VPN client; it's quick.",
+        },
+    )
+    await service.ingest_paths([root])
+    terms = service.encoder.query("reset vpn password")
+    hits = await service.store.search(
+        sparse=terms, dense=None, kbs=["default"], channel=None, limit=5, prefetch_limit=5, fusion="dbsf"
+    )
+    assert len(hits.hits) == 2
+    for hit in hits.hits:
+        p = hit.payload
+        text = f"{p['title']}\n{p.get('heading') or ''}\n{p['text']}"
+        assert hit.terms == frozenset(service.encoder.term_ids(text)), p["source"]

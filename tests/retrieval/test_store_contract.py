@@ -62,6 +62,25 @@ async def test_sparse_ranking_uses_weights_and_idf(store: VectorStore) -> None:
     assert hits.hits[0].score > 0 and hits.best_dense is None
 
 
+async def test_hits_carry_payload_and_stored_terms_in_rank_order(store: VectorStore) -> None:
+    await store.upsert(
+        [
+            point(UUIDS[0], {7: 0.2, 11: 1.0}, title="low"),
+            point(UUIDS[1], {7: 1.5, 12: 1.0, 13: 0.5}, title="high", heading="H"),
+            point(UUIDS[2], {8: 1.0}, title="other"),
+        ]
+    )
+    hits = await store.search(
+        sparse=SparseVec([7], [1.0]), dense=None, kbs=["default"], channel=None, limit=5, prefetch_limit=5,
+        fusion="dbsf",
+    )  # fmt: skip
+    assert [(h.id, h.payload["title"], h.terms) for h in hits.hits] == [
+        (UUIDS[1], "high", {7, 12, 13}),
+        (UUIDS[0], "low", {7, 11}),
+    ]
+    assert hits.hits[0].payload["heading"] == "H" and hits.hits[0].score > hits.hits[1].score > 0
+
+
 async def test_scope_and_kb_filters(store: VectorStore) -> None:
     await store.upsert(
         [
@@ -152,6 +171,9 @@ async def test_dense_vector_added_later_and_fused(store: VectorStore) -> None:
         assert UUIDS[3] not in ids  # the scope filter applies to both prefetches
         assert set(ids) == {UUIDS[0], UUIDS[1], UUIDS[2]}
         assert hits.best_dense == pytest.approx(1.0)
+        assert {h.id: (h.payload["text"], h.terms) for h in hits.hits} == {
+            UUIDS[0]: (UUIDS[0], {1}), UUIDS[1]: ("b", {1}), UUIDS[2]: ("c", {2})
+        }
     dense_only = await store.search(
         sparse=None, dense=[0.0, 1.0, 0.0], kbs=["default"], channel="slack:X", limit=2, prefetch_limit=2,
         fusion="dbsf",
@@ -181,3 +203,47 @@ async def test_edge_store_persists_points_and_meta(tmp_path: Path) -> None:
         assert again.meta.avg_len == 7.0 and again.meta.dense_size == 8
     finally:
         await again.aclose()
+
+
+async def test_edge_store_made_with_a_search_pool_is_opened_searching_on_the_calling_thread(tmp_path: Path) -> None:
+    """A store created before ``SEARCH_THREADS`` (the engine's default pool) is opened with one search
+    thread, and keeps its vectors, payload settings and points."""
+    import json
+
+    import qdrant_edge as qe
+
+    from retrieval.store.edge import SEARCH_THREADS, EdgeStore
+    from retrieval.store.protocol import DENSE_NAME, SPARSE_NAME
+
+    path = tmp_path / "edge"
+    path.mkdir()
+    old = qe.EdgeShard.create(
+        str(path),
+        qe.EdgeConfig(
+            vectors={DENSE_NAME: qe.EdgeVectorParams(size=3, distance=qe.Distance.Cosine)},
+            sparse_vectors={SPARSE_NAME: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
+            payload_memory=qe.Memory.Cached,
+        ),
+    )
+    old.update(qe.UpdateOperation.create_field_index("kb", qe.PayloadSchemaType.Keyword))
+    old.update(qe.UpdateOperation.create_field_index("scope", qe.PayloadSchemaType.Keyword))
+    payload = {"kb": "default", "scope": ["public"], "source": "s", "origin": "o", "text": "t"}
+    vectors = {SPARSE_NAME: qe.SparseVector([4, 5], [1.0, 0.5]), DENSE_NAME: [1.0, 0.0, 0.0]}
+    old.update(qe.UpdateOperation.upsert_points([qe.Point(UUIDS[0], vectors, payload)]))
+    old.flush()
+    old.close()
+    assert "max_search_threads" not in json.loads((path / "edge_config.json").read_text())
+
+    store = await EdgeStore.open(path, dense_size=3)  # no meta point: the size is given, as the factory does
+    try:
+        config = json.loads((path / "edge_config.json").read_text())
+        assert config["max_search_threads"] == SEARCH_THREADS == 1
+        assert config["payload_memory"] == "cached" and config["vectors"][DENSE_NAME]["size"] == 3
+        hits = await store.search(
+            sparse=SparseVec([4], [1.0]), dense=[1.0, 0.0, 0.0], kbs=["default"], channel=None, limit=3,
+            prefetch_limit=3, fusion="rrf",
+        )  # fmt: skip
+        assert [(h.id, h.terms) for h in hits.hits] == [(UUIDS[0], {4, 5})]
+        assert hits.best_dense == pytest.approx(1.0)
+    finally:
+        await store.aclose()
