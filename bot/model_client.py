@@ -313,9 +313,9 @@ class ModelClient:
                 while chunk := await watch.read():
                     lines = (rest + chunk).split(b"\n")
                     rest = lines.pop()
-                    for item in _joined(item for line in lines for item in _parse_sse_line(line)):
+                    for item in _parse_sse_lines(lines):
                         yield item
-                for item in _parse_sse_line(rest):
+                for item in _parse_sse_lines((rest,)):
                     yield item
             finally:
                 watch.close()
@@ -423,45 +423,38 @@ def _usage(data: dict[str, Any]) -> list[str | Usage]:
     ]
 
 
-def _joined(items: Iterable[str | Usage]) -> list[str | Usage]:
-    """``items`` with each run of consecutive text pieces joined into one."""
+def _parse_sse_lines(lines: Iterable[bytes]) -> list[str | Usage]:
+    """The text and usage that complete server-sent-event lines carry, in order, each run of text
+    joined into one piece (one loop per network read: this runs for every event of every answer)."""
     out: list[str | Usage] = []
     text: list[str] = []
-    for item in items:
-        if isinstance(item, str):
-            text.append(item)
+    for line in lines:
+        if not line.startswith(b"data:"):
             continue
-        if text:
-            out.append("".join(text))
-            text = []
-        out.append(item)
+        data = line[5:].strip()
+        if not data or data == b"[DONE]":
+            continue
+        try:
+            chunk = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise ModelError("the model endpoint sent a malformed stream") from exc
+        if not isinstance(chunk, dict):
+            continue
+        if "error" in chunk:
+            message = chunk["error"].get("message", "error") if isinstance(chunk["error"], dict) else "error"
+            raise ModelError(f"the model endpoint reported an error: {str(message)[:200]}")
+        for choice in chunk.get("choices") or ():
+            content = (choice.get("delta") or {}).get("content")
+            if content:
+                text.append(str(content))
+        if isinstance(chunk.get("usage"), dict):  # usually only the last event's
+            if text:
+                out.append("".join(text))
+                text = []
+            out.extend(_usage(chunk))
     if text:
         out.append("".join(text))
     return out
-
-
-def _parse_sse_line(line: bytes) -> list[str | Usage]:
-    if not line.startswith(b"data:"):
-        return []
-    data = line[5:].strip()
-    if not data or data == b"[DONE]":
-        return []
-    try:
-        chunk = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        raise ModelError("the model endpoint sent a malformed stream") from exc
-    if not isinstance(chunk, dict):
-        return []
-    if "error" in chunk:
-        message = chunk["error"].get("message", "error") if isinstance(chunk["error"], dict) else "error"
-        raise ModelError(f"the model endpoint reported an error: {str(message)[:200]}")
-    items: list[str | Usage] = []
-    for choice in chunk.get("choices") or ():
-        content = (choice.get("delta") or {}).get("content")
-        if content:
-            items.append(str(content))
-    items.extend(_usage(chunk))
-    return items
 
 
 class ModelRouter:

@@ -106,9 +106,16 @@ def new_trace_id() -> str:
     return trace_id
 
 
+@functools.cache
+def _child(metric: Any, *labels: str) -> Any:
+    """``metric.labels(*labels)``, looked up once: the labels are bounded (see above), and the lookup
+    costs more than the count itself, several times per answer."""
+    return metric.labels(*labels)
+
+
 def observe_stage(stage: str, started: float) -> None:
     """Record ``stage`` as lasting from ``started`` (a ``time.perf_counter()``) until now."""
-    STAGE_SECONDS.labels(stage).observe(time.perf_counter() - started)
+    _child(STAGE_SECONDS, stage).observe(time.perf_counter() - started)
 
 
 @contextlib.contextmanager
@@ -122,15 +129,15 @@ def timed(stage: str) -> Iterator[None]:
 
 
 def dedup_hit(platform: str) -> None:
-    DEDUP_HITS.labels(platform).inc()
+    _child(DEDUP_HITS, platform).inc()
 
 
 def rate_limited(platform: str) -> None:
-    RATE_LIMITED.labels(platform).inc()
+    _child(RATE_LIMITED, platform).inc()
 
 
 def error(kind: str) -> None:
-    ERRORS.labels(kind).inc()
+    _child(ERRORS, kind).inc()
 
 
 @dataclass
@@ -176,10 +183,10 @@ def _remember(profile: str | None, *, ok: bool) -> None:
 
 
 def _record_answer(msg: IncomingMessage, answer: FinalAnswer, started: float) -> None:
-    ANSWERS.labels(msg.platform, answer.profile or "none", answer.kind).inc()
+    _child(ANSWERS, msg.platform, answer.profile or "none", answer.kind).inc()
     if answer.usage is not None and answer.profile:
-        TOKENS.labels(answer.profile, "prompt").inc(answer.usage.prompt_tokens)
-        TOKENS.labels(answer.profile, "completion").inc(answer.usage.completion_tokens)
+        _child(TOKENS, answer.profile, "prompt").inc(answer.usage.prompt_tokens)
+        _child(TOKENS, answer.profile, "completion").inc(answer.usage.completion_tokens)
     if answer.kind not in ("command", "refused"):
         observe_stage("answer", started)
 

@@ -14,7 +14,7 @@ import secrets
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 from urllib.parse import unquote, urlsplit
 
 import orjson
@@ -168,8 +168,9 @@ EVENT_DONE = "done"
 _READ_BATCH = 500
 
 
-@dataclass(frozen=True, slots=True)
-class Turn:
+class Turn(NamedTuple):
+    """One message of a conversation's history (a tuple: a history is read whole for every question)."""
+
     role: str  # "user" | "assistant"
     content: str
     experiment: str | None = None  # on an assistant turn: the experiment whose arm answered it

@@ -74,9 +74,7 @@ class Searcher:
             have = hit.terms  # the stored chunk's indexed terms: those of its title, heading and text
             if have is None:
                 p = hit.payload
-                have = frozenset(
-                    self.encoder.term_ids(f"{p.get('title', '')}\n{p.get('heading') or ''}\n{p.get('text', '')}")
-                )
+                have = self.encoder.term_ids(f"{p.get('title', '')}\n{p.get('heading') or ''}\n{p.get('text', '')}")
             if len(wanted.intersection(have)) >= needed:
                 return False
         return True

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
 import numpy as np
 
@@ -49,8 +49,14 @@ class Hit:
     id: str
     score: float
     payload: Mapping[str, Any]
-    terms: frozenset[int] | None = None
-    """The ids of the chunk's indexed BM25 terms (its sparse vector's indices), when the store returned them."""
+    sparse: Any = None
+    """The chunk's stored sparse vector (``indices`` and ``values``), when the store returned it."""
+
+    @property
+    def terms(self) -> Sequence[int] | None:
+        """The ids of the chunk's indexed BM25 terms, when the store returned its sparse vector
+        (read when asked: the match check usually needs the first hit's only)."""
+        return None if self.sparse is None else cast(Sequence[int], self.sparse.indices)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +131,7 @@ def hits_from(points: Sequence[Any], dense: Sequence[float] | None, *, fused: bo
     itself for a dense-only query, computed from the returned vectors for a fused one. A point
     returned with its sparse vector carries its term ids (:attr:`Hit.terms`).
     """
-    hits = [Hit(str(p.id), p.score, p.payload or {}, _terms(p.vector)) for p in points]
+    hits = [Hit(str(p.id), p.score, p.payload or {}, _sparse_vector(p.vector)) for p in points]
     if dense is None or not points:
         return SearchHits(hits)
     if not fused:
@@ -134,10 +140,8 @@ def hits_from(points: Sequence[Any], dense: Sequence[float] | None, *, fused: bo
     return SearchHits(hits, best_cosine(dense, vectors))
 
 
-def _terms(vectors: Any) -> frozenset[int] | None:
-    sparse = vectors.get(SPARSE_NAME) if isinstance(vectors, dict) else None
-    indices = getattr(sparse, "indices", None)
-    return None if indices is None else frozenset(indices)
+def _sparse_vector(vectors: Any) -> Any:
+    return vectors.get(SPARSE_NAME) if isinstance(vectors, dict) else None
 
 
 def visible_scopes(channel: str | None) -> list[str]:

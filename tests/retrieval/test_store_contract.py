@@ -74,7 +74,7 @@ async def test_hits_carry_payload_and_stored_terms_in_rank_order(store: VectorSt
         sparse=SparseVec([7], [1.0]), dense=None, kbs=["default"], channel=None, limit=5, prefetch_limit=5,
         fusion="dbsf",
     )  # fmt: skip
-    assert [(h.id, h.payload["title"], h.terms) for h in hits.hits] == [
+    assert [(h.id, h.payload["title"], set(h.terms or ())) for h in hits.hits] == [
         (UUIDS[1], "high", {7, 12, 13}),
         (UUIDS[0], "low", {7, 11}),
     ]
@@ -171,7 +171,7 @@ async def test_dense_vector_added_later_and_fused(store: VectorStore) -> None:
         assert UUIDS[3] not in ids  # the scope filter applies to both prefetches
         assert set(ids) == {UUIDS[0], UUIDS[1], UUIDS[2]}
         assert hits.best_dense == pytest.approx(1.0)
-        assert {h.id: (h.payload["text"], h.terms) for h in hits.hits} == {
+        assert {h.id: (h.payload["text"], set(h.terms or ())) for h in hits.hits} == {
             UUIDS[0]: (UUIDS[0], {1}), UUIDS[1]: ("b", {1}), UUIDS[2]: ("c", {2})
         }
     dense_only = await store.search(
@@ -243,7 +243,7 @@ async def test_edge_store_made_with_a_search_pool_is_opened_searching_on_the_cal
             sparse=SparseVec([4], [1.0]), dense=[1.0, 0.0, 0.0], kbs=["default"], channel=None, limit=3,
             prefetch_limit=3, fusion="rrf",
         )  # fmt: skip
-        assert [(h.id, h.terms) for h in hits.hits] == [(UUIDS[0], {4, 5})]
+        assert [(h.id, set(h.terms or ())) for h in hits.hits] == [(UUIDS[0], {4, 5})]
         assert hits.best_dense == pytest.approx(1.0)
     finally:
         await store.aclose()
