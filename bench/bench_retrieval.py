@@ -469,7 +469,7 @@ def gil_test(store: EdgeStore, work: Workload, seconds: float, rounds: int) -> N
     elif stall_long >= 0.5 * long_call and stall_long > 2 * max(stall_free, sys.getswitchinterval()):
         verdict = (
             "qdrant-edge HOLDS the GIL for the whole call: the main thread stops for as long as each engine "
-            "call lasts (the engine's own threads search; the calling thread waits without releasing the GIL)"
+            "call lasts (whether the engine's pool or the calling thread searches, the caller keeps the GIL)"
         )
     elif stall_long <= 2 * stall_free and ratio["long"] - held > (released - held) / 2:
         verdict = "qdrant-edge RELEASES the GIL while the engine works (the main thread keeps running)"

@@ -125,7 +125,7 @@ def best_cosine(query: Sequence[float], vectors: Sequence[Sequence[float] | None
 
 
 def hits_from(points: Sequence[Any], dense: Sequence[float] | None, *, fused: bool, dense_name: str) -> SearchHits:
-    """Hits from either backend's scored points or records (``id``, ``score``, ``payload``, ``vector``).
+    """Hits from either backend's scored points (``id``, ``score``, ``payload``, ``vector``).
 
     ``best_dense`` is the query's best cosine similarity among the returned points: the score
     itself for a dense-only query, computed from the returned vectors for a fused one. A point
