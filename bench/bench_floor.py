@@ -17,6 +17,13 @@ one process, alternately, CPU per answer (``time.process_time``) of:
 "The engine minus the bare pipeline" is what bothbot's own code costs per answer; "the bare
 pipeline minus the sum of its parts alone" is what the parts cost together beyond their cost alone
 (each part alone keeps its code and data hot, and skips the event-loop turns between them).
+
+--hand-written adds one more row, a measurement only: the engine with its two Redis scripts sent
+over a bare asyncio protocol (hiredis, one connection) and the model's stream read over a bare
+HTTP/1.1 connection, put in place of redis-py and aiohttp under the same ``StateStore`` and
+``ModelClient`` code. These stand-ins have none of what the libraries bring (pools, timeouts,
+retries, TLS, authentication, proxies, reconnection, any HTTP framing but this fake's); they size
+what the libraries cost an answer, they are not a way to run bothbot.
 """
 
 from __future__ import annotations
@@ -30,11 +37,15 @@ import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 # sibling scripts (bench/ is on sys.path when run)
+import hiredis
+import orjson
 import workload as wl
 from bench_engine import int_list
 
+from bot.model_client import _parse_sse_lines
 from bot.prompts import build_messages, history_within, retrieve_for_prompt
 from bot.state import Turn
 
@@ -119,6 +130,85 @@ class Floor:
         await self.system.answer(i % wl.QUESTION_COUNT, self.question(i))
 
 
+class _Replies(asyncio.Protocol):
+    """Stand-in (measurement only): RESP replies parsed by hiredis, handed to waiters in order."""
+
+    def __init__(self) -> None:
+        self.reader = hiredis.Reader(encoding="utf-8")
+        self.waiters: list[asyncio.Future[Any]] = []
+
+    def data_received(self, data: bytes) -> None:
+        self.reader.feed(data)
+        while (reply := self.reader.gets()) is not False:
+            self.waiters.pop(0).set_result(reply)
+
+
+class _BareScript:
+    """Stand-in (measurement only) for a redis-py script object: ``EVALSHA`` on one bare connection."""
+
+    def __init__(self, transport: asyncio.Transport, replies: _Replies, sha: str) -> None:
+        self.transport, self.replies, self.sha = transport, replies, sha
+
+    async def __call__(self, keys: list[str], args: list[Any]) -> Any:
+        waiter = asyncio.get_running_loop().create_future()
+        self.replies.waiters.append(waiter)
+        self.transport.write(hiredis.pack_command(("EVALSHA", self.sha, len(keys), *keys, *args)))
+        reply = await waiter
+        if isinstance(reply, hiredis.ReplyError):
+            raise reply
+        return reply
+
+
+class _Chunks(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[bytes] = asyncio.Queue()
+
+    def data_received(self, data: bytes) -> None:
+        self.queue.put_nowait(data)
+
+
+async def hand_written(floor: Floor, redis_url: str, base_url: str) -> Callable[[bool], None]:
+    """Stand-ins (measurement only) under the engine's StateStore and ModelClient; the switch between them."""
+    loop = asyncio.get_running_loop()
+    state, client = floor.engine.state, floor.client
+    where = urlsplit(redis_url)
+    transport, replies = await loop.create_connection(_Replies, where.hostname, where.port or 6379)
+    waiter = loop.create_future()
+    replies.waiters.append(waiter)
+    transport.write(hiredis.pack_command(("SELECT", (where.path or "/0").strip("/") or "0")))
+    await waiter
+    library = {"begin": state._begin_message, "save": state._save_answer, "stream": client.stream}
+    bare = {
+        "begin": _BareScript(transport, replies, library["begin"].sha),
+        "save": _BareScript(transport, replies, library["save"].sha),
+    }
+    url = urlsplit(base_url)
+    http, chunks = await loop.create_connection(_Chunks, url.hostname, url.port)
+
+    async def stream(messages: Any, *, deadline: Any = None) -> Any:
+        body = orjson.dumps({"model": client.profile.model, "messages": list(messages), "stream": True,
+                             "stream_options": {"include_usage": True}})  # fmt: skip
+        head = (f"POST {url.path}/chat/completions HTTP/1.1\r\nHost: {url.netloc}\r\nAuthorization: Bearer "
+                f"{wl.API_KEY}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")  # fmt: skip
+        http.write(head.encode() + body)
+        rest, ended = b"", False
+        while not ended:
+            lines = (rest + await chunks.queue.get()).split(b"\n")
+            rest = lines.pop()
+            ended = any(line.startswith(b"0\r") for line in lines)  # the fake's last chunk
+            for item in _parse_sse_lines(lines):
+                yield item
+
+    def use(stand_ins: bool) -> None:
+        state._begin_message = bare["begin"] if stand_ins else library["begin"]  # type: ignore[assignment]
+        state._save_answer = bare["save"] if stand_ins else library["save"]  # type: ignore[assignment]
+        client.stream = stream if stand_ins else library["stream"]  # type: ignore[method-assign]
+
+    for script in (library["begin"], library["save"]):  # EVALSHA needs them loaded
+        await state.redis.script_load(script.script)
+    return use
+
+
 async def cpu_per_call(step: Step, first: int, count: int) -> float:
     """CPU ms per call of ``step`` over ``count`` calls (after 50 unmeasured ones)."""
     for i in range(first, first + 50):
@@ -146,6 +236,17 @@ async def run(args: argparse.Namespace, store: wl.Store, base_url: str) -> None:
             "bare pipeline": floor.pipeline,
             "engine.handle": floor.engine_answer,
         }
+        if args.hand_written:
+            use = await hand_written(floor, args.redis, base_url)
+
+            async def engine_on_stand_ins(i: int) -> None:
+                use(True)
+                try:
+                    await floor.engine_answer(i)
+                finally:
+                    use(False)
+
+            steps["engine.handle, hand-written clients"] = engine_on_stand_ins
         runs: dict[str, list[float]] = {name: [] for name in steps}
         n = 1
         for r in range(args.rounds):
@@ -155,11 +256,11 @@ async def run(args: argparse.Namespace, store: wl.Store, base_url: str) -> None:
             latest = ", ".join(f"{v[-1]:.3f}" for v in runs.values())
             print(f"  round {r + 1}: {latest}; load {wl.load_average()}", flush=True)
         med = {name: statistics.median(v) for name, v in runs.items()}
-        parts = sum(v for name, v in med.items() if name not in ("bare pipeline", "engine.handle"))
+        parts = sum(v for name, v in list(med.items())[:4])
         print(f"\nCPU per answer at c=1, {store.chunks:,} chunks, medians of {args.rounds} rounds of {args.answers}:")
         for name, value in med.items():
-            print(f"  {name:32s} {value:7.3f} ms")
-        print(f"  {'sum of the parts alone':32s} {parts:7.3f} ms")
+            print(f"  {name:36s} {value:7.3f} ms")
+        print(f"  {'sum of the parts alone':36s} {parts:7.3f} ms")
         engine, bare = med["engine.handle"], med["bare pipeline"]
         print(f"bothbot's own code (engine - bare pipeline): {engine - bare:.3f} ms ({(engine - bare) / engine:.0%}); "
               f"the parts together beyond alone (bare pipeline - sum): {bare - parts:.3f} ms")  # fmt: skip
@@ -175,6 +276,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--redis", default="redis://127.0.0.1:6379/15", help="Redis URL (keys under a unique prefix)")
     p.add_argument("--data-root", type=Path, default=None, help="keep the stores here and reuse them")
+    p.add_argument("--hand-written", action="store_true", help="also the engine over stand-in clients (see above)")
     args = p.parse_args()
     print("bothbot's answer against the floor of its parts (bench/bench_floor.py)")
     for line in wl.machine_lines():
@@ -186,7 +288,8 @@ def main() -> None:
             for chunks in args.chunks:
                 store = wl.prepare_store(root, chunks)
                 print(f"store of {chunks:,} chunks; the model fake at {fake.base_url}; load {wl.load_average()}")
-                print("  per round (ms): " + ", ".join(["begin", "search", "stream", "save", "bare", "engine"]))
+                names = ["begin", "search", "stream", "save", "bare", "engine"] + ["hand-written"] * args.hand_written
+                print("  per round (ms): " + ", ".join(names))
                 asyncio.run(run(args, store, fake.base_url))
     print(f"load average at the end {wl.load_average()}")
 
