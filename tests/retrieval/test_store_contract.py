@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+import qdrant_edge as qe
 
 from retrieval.errors import StoreConfigError
 from retrieval.sparse import SparseVec
-from retrieval.store.protocol import StoredPoint, StoreMeta, VectorStore
+from retrieval.store.edge import SEARCH_THREADS, EdgeStore
+from retrieval.store.protocol import DENSE_NAME, SPARSE_NAME, StoredPoint, StoreMeta, VectorStore
 from tests.retrieval.conftest import open_store, point
 
 UUIDS = [f"00000000-0000-4000-8000-{i:012d}" for i in range(40)]
@@ -208,13 +211,6 @@ async def test_edge_store_persists_points_and_meta(tmp_path: Path) -> None:
 async def test_edge_store_made_with_a_search_pool_is_opened_searching_on_the_calling_thread(tmp_path: Path) -> None:
     """A store created before ``SEARCH_THREADS`` (the engine's default pool) is opened with one search
     thread, and keeps its vectors, payload settings and points."""
-    import json
-
-    import qdrant_edge as qe
-
-    from retrieval.store.edge import SEARCH_THREADS, EdgeStore
-    from retrieval.store.protocol import DENSE_NAME, SPARSE_NAME
-
     path = tmp_path / "edge"
     path.mkdir()
     old = qe.EdgeShard.create(
