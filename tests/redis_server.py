@@ -10,19 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import socket
 from pathlib import Path
 
 import redis.asyncio as aioredis
 
+from tests.processes import free_port
+
 READY_SECONDS = 30.0  # an upper bound for a broken machine; a healthy start takes milliseconds
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def start_redis_server(folder: Path, port: int) -> asyncio.subprocess.Process:

@@ -4,7 +4,6 @@ the metrics the engine and the platform API sessions record."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +19,7 @@ from tests.core.helpers import ask, message
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_payloads import app_mention
 from tests.fakes.slack_server import FakeSlack
+from tests.processes import free_port
 from tests.slack.conftest import StartSlack, slack, slack_settings, start_slack
 
 __all__ = ["data_dir", "model_settings", "slack", "slack_settings", "start_runtime", "start_slack"]
@@ -27,12 +27,6 @@ __all__ = ["data_dir", "model_settings", "slack", "slack_settings", "start_runti
 
 def sample(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # --- labels -----------------------------------------------------------------------------------
@@ -115,7 +109,7 @@ async def test_readiness_names_what_is_unreachable_and_reports_models(
 
     import redis.asyncio as aioredis
 
-    nowhere = aioredis.Redis.from_url(f"redis://127.0.0.1:{_free_port()}/0")  # nothing listens there
+    nowhere = aioredis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
     try:
         ready, body = await Readiness(redis=nowhere, store=runtime.knowledge).check()
     finally:
@@ -152,7 +146,7 @@ class Held:
 async def test_health_port_serves_health_readiness_and_metrics_until_drained(
     make_settings: Callable[..., Settings],
 ) -> None:
-    port = _free_port()
+    port = free_port()
     platform, stop = Held(), asyncio.Event()
     task = asyncio.create_task(
         serve_platforms(make_settings(health_port=port, health_host="127.0.0.1"), [platform], stop=stop)

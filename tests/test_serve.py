@@ -19,7 +19,7 @@ from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_payloads import SIGNING_SECRET, app_mention, event_callback, sign
 from tests.fakes.slack_server import BOT_TOKEN, FakeSlack
-from tests.slack.test_run import _free_port, _wait_healthy
+from tests.processes import free_port, wait_healthy
 
 
 @pytest.fixture
@@ -45,7 +45,7 @@ async def test_one_process_serves_slack_and_discord_from_one_knowledge_base(
     redis_cleanup: object,
 ) -> None:
     openai_server.reply_text = "Open a ticket in the IT portal [1]."
-    port = _free_port()
+    port = free_port()
     async with FakeSlack() as slack:
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("BOTHBOT_", "OPENAI_", "DISCORD_", "SLACK_"))},
@@ -67,7 +67,7 @@ async def test_one_process_serves_slack_and_discord_from_one_knowledge_base(
             env=env, cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         try:
-            await _wait_healthy(f"http://127.0.0.1:{port}/healthz", proc)
+            await wait_healthy(f"http://127.0.0.1:{port}/healthz", proc)
             await discord_fake.wait_for(lambda: discord_fake.identify_count, timeout=30)
 
             mention = app_mention("How do I request a laptop?")

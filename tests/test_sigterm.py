@@ -12,7 +12,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -26,6 +25,7 @@ from tests.discord.conftest import discord_fake
 from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.slack_payloads import SIGNING_SECRET, app_mention, event_callback, sign
 from tests.fakes.slack_server import APP_TOKEN, BOT_TOKEN, FakeSlack
+from tests.processes import free_port
 
 __all__ = ["discord_fake"]
 
@@ -47,12 +47,6 @@ async def model() -> AsyncIterator[GatedOpenAI]:
 async def slack() -> AsyncIterator[FakeSlack]:
     async with FakeSlack() as fake:
         yield fake
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Bothbot:
@@ -131,7 +125,7 @@ def _env(tmp_path: Path, redis_prefix: str, model: GatedOpenAI, **more: str) -> 
 async def test_slack_http_mode_finishes_the_answer_on_sigterm_and_exits_0(
     slack: FakeSlack, model: GatedOpenAI, redis_prefix: str, tmp_path: Path, redis_cleanup: object
 ) -> None:
-    port = _free_port()
+    port = free_port()
     env = _env(
         tmp_path, redis_prefix, model,
         SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_SIGNING_SECRET=SIGNING_SECRET, SLACK_API_URL=slack.api_url, PORT=str(port),
@@ -188,7 +182,7 @@ async def test_discord_finishes_the_answer_on_sigterm_and_exits_0_with_json_logs
 ) -> None:
     """Also: BOTHBOT_LOG_FORMAT=json (every line one object) and BOTHBOT_HEALTH_PORT (/readyz 503
     while draining; /metrics counting the answer in progress and Discord's REST calls)."""
-    health = _free_port()
+    health = free_port()
     env = _env(
         tmp_path, redis_prefix, model,
         DISCORD_TOKEN=discord_fake.token, DISCORD_API_URL=discord_fake.base_url,

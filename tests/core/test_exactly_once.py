@@ -11,8 +11,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
-import sys
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ from tests.core.helpers import ask, collect, message
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_payloads import SIGNING_SECRET, app_mention, event_callback, sign
 from tests.fakes.slack_server import BOT_TOKEN, FakeSlack
+from tests.processes import bothbot_command, free_port
 
 
 @pytest.fixture
@@ -152,12 +151,6 @@ async def test_answer_closed_after_only_a_status_frees_the_claim(
 # --- two real processes ---------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class BotProcess:
     """One ``bothbot slack`` in HTTP mode, its output read line by line as it comes."""
 
@@ -216,11 +209,9 @@ class BotProcess:
 async def _start_bot(tmp_path: Path, name: str, env: dict[str, str]) -> BotProcess:
     home = tmp_path / name
     home.mkdir()
-    port = _free_port()
-    script = Path(sys.executable).with_name("bothbot")
-    command = [str(script), "slack"] if script.exists() else [sys.executable, "-m", "bot", "slack"]
+    port = free_port()
     process = await asyncio.create_subprocess_exec(
-        *command,
+        *bothbot_command("slack"),
         env={**env, "HOME": str(home), "PORT": str(port), "BOTHBOT_DATA_DIR": str(home / "data")},
         cwd=str(home),
         stdout=asyncio.subprocess.PIPE,

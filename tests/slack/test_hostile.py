@@ -5,22 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from tests.conftest import TEST_REDIS_URL
 from tests.fakes.openai_server import FakeOpenAI
-from tests.fakes.slack_payloads import SIGNING_SECRET, app_mention, event_callback, sign
-from tests.fakes.slack_server import BOT_TOKEN, FakeSlack
+from tests.fakes.slack_payloads import app_mention, event_callback, sign
+from tests.fakes.slack_server import FakeSlack
+from tests.processes import bothbot_command, free_port, slack_http_env, wait_healthy
 from tests.slack.conftest import StartSlack
 from tests.slack.logcapture import LINE_START, CapturedLog, capture_logs, post_raw, sign_bytes
-from tests.slack.test_run import _free_port, _wait_healthy
 
 FORGED = "2026-01-01 00:00:00,000 ERROR adapters.slack.app: FORGED admin password reset"
 
@@ -210,29 +207,21 @@ async def test_signed_requests_nothing_handles_are_acknowledged_with_200(
 async def test_bothbot_slack_keeps_its_stderr_clean_under_hostile_requests(
     slack: FakeSlack, openai_server: FakeOpenAI, redis_prefix: str, tmp_path: Path, redis_cleanup: object
 ) -> None:
-    port = _free_port()
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": str(tmp_path),
-        "SLACK_BOT_TOKEN": BOT_TOKEN,
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "SLACK_API_URL": slack.api_url,
-        "PORT": str(port),
-        "REDIS_URL": TEST_REDIS_URL,
-        "BOTHBOT_REDIS_PREFIX": redis_prefix,
-        "BOTHBOT_DATA_DIR": str(tmp_path / "data"),
-        "OPENAI_BASE_URL": openai_server.base_url,
-        "OPENAI_API_KEY": "sk-test",
-        "BOTHBOT_RAG_DEFAULT": "false",
-    }
-    script = Path(sys.executable).with_name("bothbot")
-    command = [str(script), "slack"] if script.exists() else [sys.executable, "-m", "bot", "slack"]
+    port = free_port()
+    env = slack_http_env(
+        slack_api_url=slack.api_url, openai_base_url=openai_server.base_url, redis_prefix=redis_prefix,
+        home=tmp_path, port=port,
+    )
     process = await asyncio.create_subprocess_exec(
-        *command, env=env, cwd=str(tmp_path), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        *bothbot_command("slack"),
+        env=env,
+        cwd=str(tmp_path),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     url = f"http://127.0.0.1:{port}/slack/events"
     try:
-        await _wait_healthy(f"http://127.0.0.1:{port}/healthz", process)
+        await wait_healthy(f"http://127.0.0.1:{port}/healthz", process)
         big = forged_body(size=400_000).encode()
         form = f"payload=x\n{FORGED}\r\x1b[31m".encode()
         valid = json.dumps(event_callback(app_mention("hi")))

@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import socket
-import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -26,10 +23,11 @@ from urllib.parse import urlencode
 import aiohttp
 import pytest
 
-from tests.conftest import TEST_REDIS_URL, TUNED_MODEL
+from tests.conftest import TUNED_MODEL
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_minimal import Auth, MinimalSlack, Unknown
 from tests.fakes.slack_payloads import SIGNING_SECRET, sign
+from tests.processes import bothbot_command, free_port, slack_http_env
 
 BOT_TOKEN = "xoxb-minimal-secret-token"
 TUNED = TUNED_MODEL
@@ -91,12 +89,6 @@ def command(text: str, *, user: str, channel: str = "C1", response_url: str | No
     return fields
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class RunningBot:
     base: str
@@ -155,32 +147,23 @@ async def openai() -> AsyncIterator[FakeOpenAI]:
 
 
 async def _start(slack: MinimalSlack, openai: FakeOpenAI, tmp_path: Path, redis_prefix: str) -> RunningBot:
-    port = _free_port()
+    port = free_port()
     (tmp_path / "bothbot.toml").write_text(
         f'default_profile = "base"\n\n[profiles.base]\nmodel = "base-model"\n\n[profiles.tuned]\nmodel = "{TUNED}"\n',
         encoding="utf-8",
     )
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": str(tmp_path),
-        "SLACK_BOT_TOKEN": BOT_TOKEN,
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "SLACK_API_URL": slack.api_url,
-        "PORT": str(port),
-        "REDIS_URL": TEST_REDIS_URL,
-        "BOTHBOT_REDIS_PREFIX": redis_prefix,
-        "BOTHBOT_DATA_DIR": str(tmp_path / "data"),
-        "OPENAI_BASE_URL": openai.base_url,
-        "OPENAI_API_KEY": "sk-minimal-test",
-        "BOTHBOT_RAG_DEFAULT": "false",
-        "BOTHBOT_SLACK_ADMINS": "UADMIN",
-        "BOTHBOT_SLACK_EDIT_INTERVAL_SECONDS": "0",
-        "BOTHBOT_SLACK_COMPAT": "true",  # a stranger's server: tolerate its non-Slack answers
-    }
-    script = Path(sys.executable).with_name("bothbot")
-    argv = [str(script), "slack"] if script.exists() else [sys.executable, "-m", "bot", "slack"]
+    env = slack_http_env(
+        slack_api_url=slack.api_url, openai_base_url=openai.base_url, redis_prefix=redis_prefix, home=tmp_path,
+        port=port, SLACK_BOT_TOKEN=BOT_TOKEN, OPENAI_API_KEY="sk-minimal-test", BOTHBOT_SLACK_ADMINS="UADMIN",
+        BOTHBOT_SLACK_EDIT_INTERVAL_SECONDS="0",
+        BOTHBOT_SLACK_COMPAT="true",  # a stranger's server: tolerate its non-Slack answers
+    )  # fmt: skip
     process = await asyncio.create_subprocess_exec(
-        *argv, env=env, cwd=str(tmp_path), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        *bothbot_command("slack"),
+        env=env,
+        cwd=str(tmp_path),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     bot = RunningBot(base=f"http://127.0.0.1:{port}", session=aiohttp.ClientSession(), process=process)
 

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import socket
-import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,10 +14,11 @@ import pytest
 from adapters.slack.client import SlackCredentials
 from adapters.slack.server import run_slack
 from bot.settings import ConfigError, Settings
-from tests.conftest import TEST_REDIS_URL, TUNED_MODEL
+from tests.conftest import TUNED_MODEL
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_payloads import SIGNING_SECRET, app_mention, event_callback, message_event, sign, slash_command
 from tests.fakes.slack_server import APP_TOKEN, BOT_TOKEN, FakeSlack
+from tests.processes import bothbot_command, free_port, slack_http_env, wait_healthy
 
 
 def test_missing_bot_token_names_the_setting(make_settings: Callable[..., Settings]) -> None:
@@ -58,7 +55,7 @@ async def test_rejected_bot_token_is_a_clear_error(
 
 
 async def test_unreachable_api_url_is_a_clear_error(make_settings: Callable[..., Settings]) -> None:
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     settings = make_settings(
         slack_bot_token=BOT_TOKEN, slack_signing_secret="s", slack_api_url=f"http://127.0.0.1:{port}/api/", port=0
     )
@@ -84,57 +81,22 @@ async def test_run_slack_in_socket_mode_until_stopped(
     await slack.wait_for(lambda: slack.connections == 0)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def _wait_healthy(url: str, process: asyncio.subprocess.Process, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            if process.returncode is not None:
-                raise AssertionError(f"bothbot slack exited with {process.returncode}")
-            try:
-                async with session.get(url) as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientConnectionError:
-                pass
-            await asyncio.sleep(0.1)  # polling a starting process, bounded by the deadline
-    raise AssertionError("bothbot slack did not become healthy")
-
-
 async def test_bothbot_slack_command_in_http_mode(
     slack: FakeSlack, openai_server: FakeOpenAI, redis_prefix: str, tmp_path: Path, redis_cleanup: object
 ) -> None:
     """The command the docs give, configured by environment only, answering signed requests."""
-    port = _free_port()
+    port = free_port()
     (tmp_path / "bothbot.toml").write_text(
         'default_profile = "base"\n\n[profiles.base]\nmodel = "base-model"\n\n'
         f'[profiles.tuned]\nmodel = "{TUNED_MODEL}"\n',
         encoding="utf-8",
     )
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": str(tmp_path),
-        "SLACK_BOT_TOKEN": BOT_TOKEN,
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "SLACK_API_URL": slack.api_url,
-        "PORT": str(port),
-        "REDIS_URL": TEST_REDIS_URL,
-        "BOTHBOT_REDIS_PREFIX": redis_prefix,
-        "BOTHBOT_DATA_DIR": str(tmp_path / "data"),
-        "OPENAI_BASE_URL": openai_server.base_url,
-        "OPENAI_API_KEY": "sk-test",
-        "BOTHBOT_RAG_DEFAULT": "false",
-        "BOTHBOT_SLACK_ADMINS": "UADMIN,UOTHER",
-    }
-    script = Path(sys.executable).with_name("bothbot")  # the installed console script, as the docs run it
-    command = [str(script), "slack"] if script.exists() else [sys.executable, "-m", "bot", "slack"]
+    env = slack_http_env(
+        slack_api_url=slack.api_url, openai_base_url=openai_server.base_url, redis_prefix=redis_prefix,
+        home=tmp_path, port=port, BOTHBOT_SLACK_ADMINS="UADMIN,UOTHER",
+    )  # fmt: skip
     process = await asyncio.create_subprocess_exec(
-        *command,
+        *bothbot_command("slack"),
         env=env,
         cwd=str(tmp_path),
         stdout=asyncio.subprocess.PIPE,
@@ -142,7 +104,7 @@ async def test_bothbot_slack_command_in_http_mode(
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        await _wait_healthy(f"{base}/healthz", process)
+        await wait_healthy(f"{base}/healthz", process)
         async with aiohttp.ClientSession() as session:
 
             async def post(body: str, content_type: str, **headers: str) -> int:

@@ -18,7 +18,8 @@ from bot.tune.backends.openai import OpenAIBackend, date_notice
 from bot.tune.jobs import BackendError, JobRecord, JobStore, new_job_id
 from tests.conftest import TEST_REDIS_URL
 from tests.fakes.finetune_server import FakeFineTuning, chat_examples
-from tests.redis_server import free_port, start_redis_server, stop_redis_server
+from tests.processes import free_port
+from tests.redis_server import start_redis_server, stop_redis_server
 from tests.tune.conftest import API_KEY, RunCli
 
 BASE = "gpt-4o-mini-2024-07-18"
