@@ -3,7 +3,8 @@
     pip install -e ".[bench]"
     pip install --no-deps "llama-index-llms-openai>=0.8,<0.9" "llama-index-llms-openai-like>=0.8,<0.9"
     python bench/bench_peers.py [--chunks 10000] [--rounds 2] [--answers-c1 300] [--answers-c50 1000]
-                                [--systems bothbot,langchain,llamaindex] [--redis URL] [--data-root DIR]
+                                [--systems bothbot,langchain,llamaindex[,bothbot-stand-ins]]
+                                [--redis URL] [--data-root DIR]
 
 (LlamaIndex's OpenAI LLM pins ``openai<3``; bothbot needs ``openai>=3.50``, so it is installed
 without its dependencies and runs on bothbot's openai.)
@@ -27,6 +28,12 @@ process, 50 chunks), the question and answer appended to the history in Redis.
   keeps the last 4 messages) and ``OpenAILike`` at the fake; ``astream_chat`` and its
   ``async_response_gen`` consumed to the end, then the history write it started awaited.
 
+* bothbot-stand-ins (only when named in --systems; concurrency 1 only): bothbot as above, with
+  redis-py and aiohttp replaced under the same ``StateStore`` and ``ModelClient`` code by
+  ``bench_floor.py``'s measurement-only stand-ins (one bare asyncio connection to Redis with
+  hiredis, one bare HTTP/1.1 connection to the fake). It sizes how far bothbot's CPU per answer
+  could fall if it owned those clients; it is not a way to run bothbot.
+
 The systems run one after the other, each in its own process (qdrant-edge lets one process open
 the store), alternating A B C A B C … for --rounds rounds. Each process runs concurrency 1
 (--answers-c1) then 50 (--answers-c50), each after unmeasured warm-up answers, and prints one JSON
@@ -44,12 +51,13 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-# sibling script (bench/ is on sys.path when run)
+# sibling scripts (bench/ is on sys.path when run)
 import workload as wl
+from bench_floor import Floor, hand_written
 
 from retrieval.api import KnowledgeBase
 from retrieval.config import RetrievalConfig, RetrievalEnvironment
@@ -57,8 +65,10 @@ from retrieval.factory import open_knowledge_base
 
 SCRIPT = Path(__file__).resolve()
 SYSTEMS = ("bothbot", "langchain", "llamaindex")
+STAND_INS = "bothbot-stand-ins"  # measured only when named, at concurrency 1 only
 VERSIONS = {
     "bothbot": ["bothbot", "redis", "openai", "qdrant-edge-py"],
+    STAND_INS: ["bothbot", "hiredis", "qdrant-edge-py"],
     "langchain": ["langchain-core", "langchain-openai", "langchain-community", "openai", "redis"],
     "llamaindex": ["llama-index-core", "llama-index-llms-openai", "llama-index-llms-openai-like",
                    "llama-index-storage-chat-store-redis", "openai", "redis"],
@@ -262,15 +272,51 @@ class LlamaIndexSystem:
         await self.knowledge.aclose()
 
 
+# --- bothbot over the measurement-only stand-ins ---------------------------------------------------------
+
+
+class BothbotOnStandIns:
+    """bothbot's engine with its two Redis scripts and its model stream on ``bench_floor``'s stand-ins,
+    which hold one connection each: one answer at a time."""
+
+    name = STAND_INS
+
+    def __init__(self, bothbot: wl.Bothbot, use_stand_ins: Callable[[bool], None]) -> None:
+        self.bothbot = bothbot
+        self._use_stand_ins = use_stand_ins
+        self._answering = False
+        use_stand_ins(True)
+
+    async def seed(self, conversations: int, questions: Sequence[str]) -> None:
+        await self.bothbot.seed(conversations, questions)
+
+    async def answer(self, conversation: int, question: str) -> None:
+        if self._answering:
+            raise RuntimeError(f"{STAND_INS} answers one question at a time (run it at concurrency 1)")
+        self._answering = True
+        try:
+            await self.bothbot.answer(conversation, question)
+        finally:
+            self._answering = False
+
+    async def aclose(self) -> None:
+        self._use_stand_ins(False)  # the runtime closes its own clients
+        await self.bothbot.aclose()
+
+
 # --- the child process --------------------------------------------------------------------------------------
 
 
 async def open_system(args: argparse.Namespace, store: wl.Store) -> wl.System:
-    if args.child == "bothbot":
-        return await wl.Bothbot.open(
+    if args.child in ("bothbot", STAND_INS):
+        bothbot = await wl.Bothbot.open(
             data_dir=store.data_dir, redis_url=args.redis, prefix=args.prefix, base_url=args.base_url,
             questions=store.questions,
         )
+        if args.child == "bothbot":
+            return bothbot
+        use_stand_ins = await hand_written(Floor(bothbot, store.questions), args.redis, args.base_url)
+        return BothbotOnStandIns(bothbot, use_stand_ins)
     knowledge = await open_knowledge_base(RetrievalEnvironment(RetrievalConfig(), store.data_dir))
     if args.child == "langchain":
         return LangChainSystem(knowledge, args.redis, args.prefix, args.base_url)
@@ -287,7 +333,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--chunks", type=int, default=10_000, help="synthetic chunks in the store (10000)")
     p.add_argument("--rounds", type=int, default=2, help="rounds of A B C (2)")
-    p.add_argument("--systems", default=",".join(SYSTEMS), help="which, in this order (bothbot,langchain,llamaindex)")
+    p.add_argument("--systems", default=",".join(SYSTEMS),
+                   help=f"which, in this order (default {','.join(SYSTEMS)}; also {STAND_INS})")
     p.add_argument("--answers-c1", type=int, default=300, help="measured answers at concurrency 1 (300)")
     p.add_argument("--answers-c50", type=int, default=1000, help="measured answers at concurrency 50 (1000)")
     p.add_argument("--warmup", type=int, default=None, help="unmeasured answers before each phase (max(50, 2*c))")
@@ -304,29 +351,40 @@ def median(values: Sequence[float]) -> float:
 def summary(results: list[dict[str, Any]], systems: Sequence[str]) -> list[str]:
     per: dict[str, dict[str, list[float]]] = {}
     for r in results:
-        c1, c50 = r["phases"][0], r["phases"][1]
         row = per.setdefault(r["system"], {})
-        for key, value in (
-            ("p50", c1["p50_ms"]), ("p99", c1["p99_ms"]), ("cpu1", c1["cpu_ms_per_answer"]),
-            ("cpu50", c50["cpu_ms_per_answer"]), ("rate50", c50["answers_per_s"]), ("p50_50", c50["p50_ms"]),
-            ("rss", r["peak_rss_mb"]),
-        ):
+        c1 = r["phases"][0]
+        cells = [("p50", c1["p50_ms"]), ("p99", c1["p99_ms"]), ("cpu1", c1["cpu_ms_per_answer"])]
+        cells.append(("rss", r["peak_rss_mb"]))
+        if len(r["phases"]) > 1:  # the stand-ins run concurrency 1 only
+            c50 = r["phases"][1]
+            cells += [("cpu50", c50["cpu_ms_per_answer"]), ("rate50", c50["answers_per_s"]), ("p50_50", c50["p50_ms"])]
+        for key, value in cells:
             row.setdefault(key, []).append(float(value))
     med = {s: {k: median(v) for k, v in row.items()} for s, row in per.items()}
     base = med.get("bothbot")
-    head = (f"{'system':<11} {'c=1 p50 ms':>10} {'c=1 p99 ms':>10} {'CPU ms/ans c=1':>14} {'CPU ms/ans c=50':>15} "
+
+    def cell(m: dict[str, float], key: str, width: int, digits: int) -> str:
+        return f"{m[key]:>{width}.{digits}f}" if key in m else f"{'-':>{width}}"
+
+    def ratio(m: dict[str, float], key: str, width: int) -> str:
+        return f"{f'{m[key] / base[key]:.2f}x' if base and key in m and key in base else '-':>{width}}"
+
+    head = (f"{'system':<17} {'c=1 p50 ms':>10} {'c=1 p99 ms':>10} {'CPU ms/ans c=1':>14} {'CPU ms/ans c=50':>15} "
             f"{'ans/s c=50':>10} {'c=50 p50 ms':>11} {'peak RSS MB':>11} {'CPU ratio c=1':>13} {'CPU ratio c=50':>14}")
     lines = [head, "-" * len(head)]
     for s in systems:
         if s not in med:
             continue
         m = med[s]
-        r1 = f"{m['cpu1'] / base['cpu1']:.2f}x" if base else "-"
-        r50 = f"{m['cpu50'] / base['cpu50']:.2f}x" if base else "-"
         lines.append(
-            f"{s:<11} {m['p50']:>10.2f} {m['p99']:>10.2f} {m['cpu1']:>14.3f} {m['cpu50']:>15.3f} "
-            f"{m['rate50']:>10.1f} {m['p50_50']:>11.1f} {m['rss']:>11.0f} {r1:>13} {r50:>14}"
+            f"{s:<17} {cell(m, 'p50', 10, 2)} {cell(m, 'p99', 10, 2)} {cell(m, 'cpu1', 14, 3)} "
+            f"{cell(m, 'cpu50', 15, 3)} {cell(m, 'rate50', 10, 1)} {cell(m, 'p50_50', 11, 1)} {cell(m, 'rss', 11, 0)} "
+            f"{ratio(m, 'cpu1', 13)} {ratio(m, 'cpu50', 14)}"
         )
+    if STAND_INS in med:
+        floor = med[STAND_INS]["cpu1"]
+        peers = ", ".join(f"{s} {med[s]['cpu1'] / floor:.2f}x" for s in systems if s in med and s != STAND_INS)
+        lines.append(f"CPU per answer at c=1 against {STAND_INS} (measurement only, see above): {peers}")
     return lines
 
 
@@ -336,9 +394,9 @@ def main() -> None:
         asyncio.run(wl.child_main(args, open_system))
         return
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
-    unknown = [s for s in systems if s not in SYSTEMS]
+    unknown = [s for s in systems if s not in (*SYSTEMS, STAND_INS)]
     if unknown:
-        raise SystemExit(f"unknown system(s) {', '.join(unknown)}; known: {', '.join(SYSTEMS)}")
+        raise SystemExit(f"unknown system(s) {', '.join(unknown)}; known: {', '.join((*SYSTEMS, STAND_INS))}")
     print("bothbot vs LangChain vs LlamaIndex, same workload, same process layout (bench/bench_peers.py)")
     for line in wl.machine_lines():
         print(line)
@@ -364,7 +422,7 @@ def main() -> None:
                         "--child", s, "--data-dir", str(store.data_dir),
                         "--base-url", fake.base_url,
                         "--prefix", f"bench-{run_id}-{s}-{rnd}", "--redis", args.redis,
-                        "--phases", f"1:{args.answers_c1},50:{args.answers_c50}",
+                        "--phases", f"1:{args.answers_c1}" + ("" if s == STAND_INS else f",50:{args.answers_c50}"),
                         *(["--warmup", str(args.warmup)] if args.warmup is not None else []),
                     ]
                     started = time.perf_counter()
@@ -374,11 +432,12 @@ def main() -> None:
                         continue
                     result["round"] = rnd
                     results.append(result)
-                    c1, c50 = result["phases"]
+                    c1, *c50 = result["phases"]
+                    at50 = "".join(f"c=50 {p['answers_per_s']:.1f} ans/s, CPU/ans {p['cpu_ms_per_answer']:.3f} ms; "
+                                   for p in c50)  # fmt: skip
                     print(
-                        f"  round {rnd} {s:<10}: c=1 p50 {c1['p50_ms']:.2f} ms, "
-                        f"CPU/ans {c1['cpu_ms_per_answer']:.3f} ms; "
-                        f"c=50 {c50['answers_per_s']:.1f} ans/s, CPU/ans {c50['cpu_ms_per_answer']:.3f} ms; "
+                        f"  round {rnd} {s:<17}: c=1 p50 {c1['p50_ms']:.2f} ms, "
+                        f"CPU/ans {c1['cpu_ms_per_answer']:.3f} ms; {at50}"
                         f"peak RSS {result['peak_rss_mb']:.0f} MB (VmHWM {result['vm_hwm_mb']:.0f}); "
                         f"{time.perf_counter() - started:.0f} s; "
                         f"load {wl.load_average()}",
@@ -396,7 +455,7 @@ def main() -> None:
           "message), fake's own CPU per answer:")
     for r in results:
         for phase in r["phases"]:
-            print(f"  round {r['round']} {r['system']:<10} c={phase['concurrency']:<3} {phase['answers']} answers: "
+            print(f"  round {r['round']} {r['system']:<17} c={phase['concurrency']:<3} {phase['answers']} answers: "
                   f"{wl.check_line(phase)}; fake CPU {phase['fake_cpu_ms_per_answer']:.3f} ms/answer; "
                   f"load {phase['load']}")
     if failed:
