@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -102,38 +101,33 @@ def main() -> None:
     run_id = uuid.uuid4().hex[:8]
     rows: list[dict[str, Any]] = []
     failed: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="bothbot-bench-") as tmp:
-        root = args.data_root or Path(tmp)
-        root.mkdir(parents=True, exist_ok=True)
-        with wl.FakeModelProcess() as fake:
-            for chunks in args.chunks:
-                store = wl.prepare_store(root, chunks)
-                built = f"built in {store.build_seconds:.0f} s" if store.build_seconds else "reused"
-                print(f"store of {chunks:,} chunks at {store.data_dir} ({built}); load {wl.load_average()}",
-                      flush=True)
-                for c in args.concurrency:
-                    prefix = f"bench-{run_id}-engine-{chunks}-{c}"
-                    child = [
-                        "--child", "bothbot", "--data-dir", str(store.data_dir),
-                        "--base-url", fake.base_url,
-                        "--prefix", prefix, "--phases", f"{c}:{answers_for(args, c)}",
-                        *(["--memory"] if args.redis is None else ["--redis", args.redis]),
-                        *(["--warmup", str(args.warmup)] if args.warmup is not None else []),
-                    ]
-                    started = time.perf_counter()
-                    result = wl.run_child(SCRIPT, child, cwd=root)
-                    if result is None:
-                        failed.append(f"{chunks:,} chunks, c={c}")
-                        continue
-                    rows.extend(wl.iter_phase_rows(result))
-                    print(f"  {chunks:,} chunks, c={c}: done in {time.perf_counter() - started:.0f} s "
-                          f"(seeded {result['seeded_conversations']} conversations); peak RSS "
-                          f"{result['peak_rss_mb']:.0f} MB (VmHWM {result['vm_hwm_mb']:.0f} MB); "
-                          f"load {wl.load_average()}", flush=True)
-                    for line in result["stderr_notable"]:
-                        print(f"    its stderr ({result['stderr_lines']} lines) says: {line[:200]}", flush=True)
-            if args.redis is not None:
-                asyncio.run(wl.delete_keys(args.redis, f"bench-{run_id}-"))
+    with wl.stores_root(args.data_root) as root, wl.FakeModelProcess() as fake:
+        for chunks in args.chunks:
+            store = wl.prepare_store(root, chunks)
+            print(store.line(), flush=True)
+            for c in args.concurrency:
+                prefix = f"bench-{run_id}-engine-{chunks}-{c}"
+                child = [
+                    "--child", "bothbot", "--data-dir", str(store.data_dir),
+                    "--base-url", fake.base_url,
+                    "--prefix", prefix, "--phases", f"{c}:{answers_for(args, c)}",
+                    *(["--memory"] if args.redis is None else ["--redis", args.redis]),
+                    *(["--warmup", str(args.warmup)] if args.warmup is not None else []),
+                ]
+                started = time.perf_counter()
+                result = wl.run_child(SCRIPT, child, cwd=root)
+                if result is None:
+                    failed.append(f"{chunks:,} chunks, c={c}")
+                    continue
+                rows.extend(wl.iter_phase_rows(result))
+                print(f"  {chunks:,} chunks, c={c}: done in {time.perf_counter() - started:.0f} s "
+                      f"(seeded {result['seeded_conversations']} conversations); peak RSS "
+                      f"{result['peak_rss_mb']:.0f} MB (VmHWM {result['vm_hwm_mb']:.0f} MB); "
+                      f"load {wl.load_average()}", flush=True)
+                for line in result["stderr_notable"]:
+                    print(f"    its stderr ({result['stderr_lines']} lines) says: {line[:200]}", flush=True)
+        if args.redis is not None:
+            asyncio.run(wl.delete_keys(args.redis, f"bench-{run_id}-"))
     print()
     for line in table(rows):
         print(line)

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -281,16 +280,13 @@ def main() -> None:
     print("bothbot's answer against the floor of its parts (bench/bench_floor.py)")
     for line in wl.machine_lines():
         print(line)
-    with tempfile.TemporaryDirectory(prefix="bothbot-floor-") as tmp:
-        root = args.data_root or Path(tmp)
-        root.mkdir(parents=True, exist_ok=True)
-        with wl.FakeModelProcess() as fake:
-            for chunks in args.chunks:
-                store = wl.prepare_store(root, chunks)
-                print(f"store of {chunks:,} chunks; the model fake at {fake.base_url}; load {wl.load_average()}")
-                names = ["begin", "search", "stream", "save", "bare", "engine"] + ["hand-written"] * args.hand_written
-                print("  per round (ms): " + ", ".join(names))
-                asyncio.run(run(args, store, fake.base_url))
+    with wl.stores_root(args.data_root) as root, wl.FakeModelProcess() as fake:
+        for chunks in args.chunks:
+            store = wl.prepare_store(root, chunks)
+            print(f"store of {chunks:,} chunks; the model fake at {fake.base_url}; load {wl.load_average()}")
+            names = ["begin", "search", "stream", "save", "bare", "engine"] + ["hand-written"] * args.hand_written
+            print("  per round (ms): " + ", ".join(names))
+            asyncio.run(run(args, store, fake.base_url))
     print(f"load average at the end {wl.load_average()}")
 
 

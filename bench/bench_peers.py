@@ -48,7 +48,6 @@ import argparse
 import asyncio
 import itertools
 import statistics
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -409,12 +408,9 @@ def main() -> None:
     run_id = uuid.uuid4().hex[:8]
     results: list[dict[str, Any]] = []
     failed: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="bothbot-bench-") as tmp:
-        root = args.data_root or Path(tmp)
-        root.mkdir(parents=True, exist_ok=True)
+    with wl.stores_root(args.data_root) as root:
         store = wl.prepare_store(root, args.chunks)
-        built = f"built in {store.build_seconds:.0f} s" if store.build_seconds else "reused"
-        print(f"store of {args.chunks:,} chunks at {store.data_dir} ({built}); load {wl.load_average()}", flush=True)
+        print(store.line(), flush=True)
         with wl.FakeModelProcess() as fake:
             for rnd in range(1, args.rounds + 1):
                 for s in systems:

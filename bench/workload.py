@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import os
@@ -45,6 +46,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections import Counter
@@ -137,6 +139,23 @@ class Store:
     data_dir: Path
     questions: tuple[str, ...]
     build_seconds: float = 0.0  # 0 when an existing store was reused
+
+    def line(self) -> str:
+        """What a run prints about its store: size, place, built or reused, and the load now."""
+        built = f"built in {self.build_seconds:.0f} s" if self.build_seconds else "reused"
+        return f"store of {self.chunks:,} chunks at {self.data_dir} ({built}); load {load_average()}"
+
+
+@contextlib.contextmanager
+def stores_root(data_root: Path | None) -> Iterator[Path]:
+    """Where the stores go: ``data_root`` (kept, and reused by later runs), else a temporary folder
+    removed at the end."""
+    if data_root is not None:
+        data_root.mkdir(parents=True, exist_ok=True)
+        yield data_root
+        return
+    with tempfile.TemporaryDirectory(prefix="bothbot-bench-") as tmp:
+        yield Path(tmp)
 
 
 def _candidate_questions(chunks: int, count: int, seed: int = 11) -> list[str]:
